@@ -1,0 +1,218 @@
+//! The admin server on its own port: `/metrics`, `/healthz`, `/readyz` and
+//! `/v1/stats`. It reads snapshots and atomics only, so a scrape never slows
+//! the proxy.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::mirror::MirrorStats;
+use crate::proxy::error::json_error;
+use crate::telemetry::latency::Series;
+use crate::telemetry::metrics::BuildInfo;
+use crate::telemetry::ProxyStats;
+
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the admin endpoints read.
+#[derive(Debug)]
+pub struct AdminState {
+    registry: Registry,
+    stats: Arc<ProxyStats>,
+    mirror: Option<Arc<MirrorStats>>,
+    health_url: Uri,
+    health_timeout: Duration,
+    health_client: Client<HttpConnector, Empty<Bytes>>,
+    draining: AtomicBool,
+}
+
+impl AdminState {
+    /// Registers every subsystem's metrics and prepares the readiness probe.
+    pub fn new(
+        stats: Arc<ProxyStats>,
+        mirror: Option<Arc<MirrorStats>>,
+        health_url: Uri,
+        request_timeout: Duration,
+    ) -> Self {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(BuildInfo));
+        registry.register_collector(Box::new(stats.clone()));
+        if let Some(mirror) = &mirror {
+            registry.register_collector(Box::new(mirror.clone()));
+        }
+        let health_client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .build(HttpConnector::new());
+        AdminState {
+            registry,
+            stats,
+            mirror,
+            health_url,
+            health_timeout: request_timeout.min(Duration::from_secs(2)),
+            health_client,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the sidecar as shutting down, so `/readyz` turns away new traffic.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry) {
+            tracing::warn!(%error, "Encoding metrics failed.");
+        }
+        text
+    }
+
+    /// The `/v1/stats` document.
+    pub fn stats_json(&self) -> serde_json::Value {
+        let latency = self.stats.latency();
+        let series = |s: &Series| {
+            json!({
+                "count": s.count(),
+                "p50": s.quantile_seconds(0.5),
+                "p90": s.quantile_seconds(0.9),
+                "p99": s.quantile_seconds(0.99),
+                "p999": s.quantile_seconds(0.999),
+                "max": s.max_seconds(),
+            })
+        };
+        let mirror = match &self.mirror {
+            Some(m) => json!({
+                "enabled": true,
+                "queue_depth": m.queue_depth(),
+                "offered": m.offered(),
+                "consumed": m.consumed(),
+                "dropped": m
+                    .dropped_by_reason()
+                    .map(|(reason, n)| (reason.to_owned(), json!(n)))
+                    .collect::<serde_json::Map<_, _>>(),
+            }),
+            None => json!({ "enabled": false }),
+        };
+        json!({
+            "requests": self.stats.requests_total(),
+            "connections_open": self.stats.connections_open(),
+            "latency_seconds": {
+                "request": series(&latency.request),
+                "upstream": series(&latency.upstream),
+                "overhead": series(&latency.overhead),
+            },
+            "mirror": mirror,
+        })
+    }
+
+    async fn readiness(&self) -> Response<Full<Bytes>> {
+        if self.draining.load(Ordering::Acquire) {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sidewatch is shutting down",
+                "shutting_down",
+            );
+        }
+        let request = Request::get(self.health_url.clone()).body(Empty::new());
+        let Ok(request) = request else {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "bad health URL", "upstream_not_ready");
+        };
+        let outcome = tokio::time::timeout(self.health_timeout, self.health_client.request(request)).await;
+        let reason = match outcome {
+            Ok(Ok(response)) if response.status().is_success() => {
+                return json_response(StatusCode::OK, &json!({ "status": "ready" }));
+            }
+            Ok(Ok(response)) => format!("answered {}", response.status()),
+            Ok(Err(error)) => format!("failed: {}", innermost(&error)),
+            Err(_) => format!("did not answer within {}", humantime::format_duration(self.health_timeout)),
+        };
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("upstream health check GET {} {reason}", self.health_url),
+            "upstream_not_ready",
+        )
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/metrics") => {
+                let mut response = Response::new(Full::new(Bytes::from(self.metrics_text())));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+                response
+            }
+            (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+            (&Method::GET, "/readyz") => self.readiness().await,
+            (&Method::GET, "/v1/stats") => json_response(StatusCode::OK, &self.stats_json()),
+            (_, "/metrics" | "/healthz" | "/readyz" | "/v1/stats") => json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET is allowed here",
+                "method_not_allowed",
+            ),
+            (_, path) => json_error(
+                StatusCode::NOT_FOUND,
+                &format!("no admin endpoint at {path}"),
+                "not_found",
+            ),
+        }
+    }
+}
+
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Serves the admin API until `stop` flips.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(state.route(request).await) }
+                    });
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}

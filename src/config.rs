@@ -1,0 +1,237 @@
+//! Configuration: a YAML file and command-line overrides, validated into a
+//! [`Config`] that the rest of the sidecar trusts without re-checking.
+//!
+//! Loading happens in two passes. Each top-level section is deserialized on
+//! its own, so a typo in `limits` does not hide a bad unit in `mirror`; then
+//! [`raw::RawConfig::validate`] parses addresses, durations and sizes and checks
+//! ranges. Every problem from both passes is reported together, each with the
+//! key path that caused it.
+
+mod raw;
+mod units;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+
+pub use raw::RawConfig;
+
+/// A validated sidecar configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the proxy listens on for client traffic.
+    pub listen: SocketAddr,
+    /// Address of the admin server (metrics, health, JSON API).
+    pub admin: SocketAddr,
+    /// The model server that requests are forwarded to.
+    pub upstream: Upstream,
+    /// Which protocol non-gRPC requests use towards the upstream.
+    pub upstream_protocol: UpstreamProtocol,
+    /// Path on the upstream that answers 2xx when the model server is ready.
+    pub health_path: String,
+    /// Limits that protect the proxy and the model server.
+    pub limits: Limits,
+    /// Graceful shutdown behaviour.
+    pub shutdown: Shutdown,
+    /// The tee and its mirror queue.
+    pub mirror: Mirror,
+    /// Models served behind this sidecar; their names bound metric labels.
+    pub models: Vec<Model>,
+}
+
+/// Where the model server is reached.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `http` (TLS to the upstream arrives with the security issue).
+    pub scheme: Scheme,
+    /// Host and port of the model server.
+    pub authority: Authority,
+}
+
+/// Protocol used for non-gRPC requests to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 for ordinary requests and h2c for gRPC.
+    Auto,
+    /// HTTP/1.1 for ordinary requests (gRPC still needs h2c).
+    Http1,
+    /// HTTP/2 with prior knowledge for everything.
+    H2c,
+}
+
+/// Request and connection limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body: u64,
+    /// Longest wait for the upstream's response head before answering 504.
+    pub request_timeout: Duration,
+    /// Longest a client may take to send a request head before it is disconnected.
+    pub header_timeout: Duration,
+    /// Most client connections served at once; more are refused with 503.
+    pub max_connections: usize,
+}
+
+/// Shutdown settings.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub drain: Duration,
+}
+
+/// Settings of the tee and the mirror queue behind it.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    /// Whether exchanges are copied at all; off leaves a bare proxy.
+    pub enabled: bool,
+    /// Capacity of the bounded queue, in exchanges.
+    pub queue: usize,
+    /// Bytes of each body copied into an exchange; the rest is only counted.
+    pub max_payload: usize,
+    /// Worker threads draining the queue.
+    pub workers: usize,
+}
+
+/// A model served behind the sidecar.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Name as it appears in request paths and metric labels.
+    pub name: String,
+    /// Wire protocol; `None` detects it from the request path.
+    pub protocol: Option<Protocol>,
+    /// Feature names in tensor order.
+    pub features: Vec<String>,
+    /// Names of the categorical features.
+    pub categorical: Vec<String>,
+}
+
+/// Inference protocols sidewatch understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// KServe v2 / Open Inference Protocol, REST and gRPC.
+    KserveV2,
+    /// TensorFlow Serving / KServe v1 REST.
+    Tfserving,
+    /// OpenAI-compatible completions, chat and embeddings.
+    Openai,
+    /// Any JSON, with features named by JSON pointers.
+    Json,
+}
+
+/// Values given on the command line that take precedence over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--upstream`.
+    pub upstream: Option<String>,
+    /// `--admin`.
+    pub admin: Option<String>,
+}
+
+/// One thing wrong with a configuration, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `limits.max_body`.
+    pub path: String,
+    /// What is wrong, in a sentence.
+    pub message: String,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid configuration.
+    #[error("{}", ProblemList(.0))]
+    Invalid(Vec<Problem>),
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+// === impl Config ===
+
+impl Config {
+    /// Loads the file (if any), applies overrides and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_yaml(&text, overrides)
+    }
+
+    /// Parses and validates YAML text with overrides applied.
+    pub fn from_yaml(text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (mut raw, mut problems) = RawConfig::parse(text);
+        raw.apply(overrides);
+        match raw.validate() {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError::Invalid(problems)),
+            Err(more) => {
+                problems.extend(more);
+                Err(ConfigError::Invalid(problems))
+            }
+        }
+    }
+
+    /// The index of a configured model by name, for bounded metric labels.
+    pub fn model_index(&self, name: &str) -> Option<usize> {
+        self.models.iter().position(|m| m.name == name)
+    }
+}
+
+// === impl Problem ===
+
+impl Problem {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} problem{} in config", if n == 1 { "" } else { "s" })?;
+        for problem in self.0 {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    /// The individual problems, for callers that present them themselves.
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            ConfigError::Read { .. } => vec![Problem::new("", self.to_string())],
+            ConfigError::Invalid(problems) => problems.clone(),
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The configuration as written: serde structs that accept what YAML gives
+//! and a validation pass that turns them into [`Config`].
+
+use std::net::SocketAddr;
+
+use http::Uri;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::units::{Scalar, parse_duration, parse_size};
+use super::{
+    Config, Limits, Mirror, Model, Overrides, Problem, Protocol, Shutdown, Upstream,
+    UpstreamProtocol,
+};
+
+const SECTIONS: &[&str] = &[
+    "listen",
+    "admin",
+    "upstream",
+    "upstream_protocol",
+    "health_path",
+    "limits",
+    "shutdown",
+    "mirror",
+    "models",
+];
+
+/// The configuration file as written, before validation.
+#[derive(Debug, Default)]
+pub struct RawConfig {
+    listen: Option<String>,
+    admin: Option<String>,
+    upstream: Option<String>,
+    upstream_protocol: Option<String>,
+    health_path: Option<String>,
+    limits: RawLimits,
+    shutdown: RawShutdown,
+    mirror: RawMirror,
+    models: Vec<RawModel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body: Option<Scalar>,
+    request_timeout: Option<Scalar>,
+    header_timeout: Option<Scalar>,
+    max_connections: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShutdown {
+    drain: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirror {
+    enabled: Option<bool>,
+    queue: Option<u64>,
+    max_payload: Option<Scalar>,
+    workers: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    protocol: Option<String>,
+    #[serde(default)]
+    features: Vec<String>,
+    #[serde(default)]
+    categorical: Vec<String>,
+}
+
+/// Collects problems during validation so that all of them are reported.
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+// === impl RawConfig ===
+
+impl RawConfig {
+    /// Parses YAML section by section; returns what parsed and what did not.
+    pub fn parse(text: &str) -> (RawConfig, Vec<Problem>) {
+        let mut raw = RawConfig::default();
+        let mut problems = Vec::new();
+        let document: serde_norway::Value = match serde_norway::from_str(text) {
+            Ok(value) => value,
+            Err(e) => {
+                problems.push(Problem::new("", format!("not valid YAML: {e}")));
+                return (raw, problems);
+            }
+        };
+        let mapping = match document {
+            serde_norway::Value::Null => return (raw, problems),
+            serde_norway::Value::Mapping(mapping) => mapping,
+            _ => {
+                problems.push(Problem::new("", "the config must be a mapping of keys"));
+                return (raw, problems);
+            }
+        };
+        for (key, value) in mapping {
+            let Some(key) = key.as_str().map(str::to_owned) else {
+                problems.push(Problem::new("", format!("key {key:?} is not a string")));
+                continue;
+            };
+            let mut take = |problems: &mut Vec<Problem>| -> bool {
+                match key.as_str() {
+                    "listen" => section(&key, value.clone(), problems).map(|v| raw.listen = v),
+                    "admin" => section(&key, value.clone(), problems).map(|v| raw.admin = v),
+                    "upstream" => section(&key, value.clone(), problems).map(|v| raw.upstream = v),
+                    "upstream_protocol" => section(&key, value.clone(), problems)
+                        .map(|v| raw.upstream_protocol = v),
+                    "health_path" => {
+                        section(&key, value.clone(), problems).map(|v| raw.health_path = v)
+                    }
+                    "limits" => section(&key, value.clone(), problems).map(|v| raw.limits = v),
+                    "shutdown" => section(&key, value.clone(), problems).map(|v| raw.shutdown = v),
+                    "mirror" => section(&key, value.clone(), problems).map(|v| raw.mirror = v),
+                    "models" => section(&key, value.clone(), problems).map(|v| raw.models = v),
+                    _ => return false,
+                };
+                true
+            };
+            if !take(&mut problems) {
+                problems.push(Problem::new(
+                    key.clone(),
+                    format!("unknown key; expected one of {}", SECTIONS.join(", ")),
+                ));
+            }
+        }
+        (raw, problems)
+    }
+
+    /// Lets command-line flags take precedence over the file.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if let Some(listen) = &overrides.listen {
+            self.listen = Some(listen.clone());
+        }
+        if let Some(upstream) = &overrides.upstream {
+            self.upstream = Some(upstream.clone());
+        }
+        if let Some(admin) = &overrides.admin {
+            self.admin = Some(admin.clone());
+        }
+    }
+
+    /// Checks every value and builds the validated config, or lists every problem.
+    pub fn validate(self) -> Result<Config, Vec<Problem>> {
+        let mut check = Checker {
+            problems: Vec::new(),
+        };
+        let listen = check.address("listen", self.listen.as_deref().unwrap_or("0.0.0.0:8000"));
+        let admin = check.address("admin", self.admin.as_deref().unwrap_or("0.0.0.0:9464"));
+        let upstream = check.upstream(self.upstream.as_deref());
+        let upstream_protocol = match self.upstream_protocol.as_deref().unwrap_or("auto") {
+            "auto" => UpstreamProtocol::Auto,
+            "http1" => UpstreamProtocol::Http1,
+            "h2c" => UpstreamProtocol::H2c,
+            other => {
+                check.fail(
+                    "upstream_protocol",
+                    format!("{other:?} is not one of auto, http1, h2c"),
+                );
+                UpstreamProtocol::Auto
+            }
+        };
+        let health_path = self
+            .health_path
+            .unwrap_or_else(|| "/v2/health/ready".to_owned());
+        if !health_path.starts_with('/') || health_path.parse::<Uri>().is_err() {
+            check.fail(
+                "health_path",
+                format!("{health_path:?} is not an absolute path like /v2/health/ready"),
+            );
+        }
+
+        let limits = Limits {
+            max_body: check.size("limits.max_body", &self.limits.max_body, "16MiB", 1),
+            request_timeout: check.duration(
+                "limits.request_timeout",
+                &self.limits.request_timeout,
+                "30s",
+            ),
+            header_timeout: check.duration(
+                "limits.header_timeout",
+                &self.limits.header_timeout,
+                "10s",
+            ),
+            max_connections: check.count(
+                "limits.max_connections",
+                self.limits.max_connections,
+                10_000,
+                1..=1_000_000,
+            ),
+        };
+        let shutdown = Shutdown {
+            drain: check.duration("shutdown.drain", &self.shutdown.drain, "20s"),
+        };
+        let mirror = Mirror {
+            enabled: self.mirror.enabled.unwrap_or(true),
+            queue: check.count("mirror.queue", self.mirror.queue, 8192, 1..=10_000_000),
+            max_payload: check.size("mirror.max_payload", &self.mirror.max_payload, "1MiB", 0)
+                as usize,
+            workers: check.count("mirror.workers", self.mirror.workers, 1, 1..=64),
+        };
+        let models = self
+            .models
+            .into_iter()
+            .enumerate()
+            .map(|(i, model)| check.model(i, model))
+            .collect::<Vec<_>>();
+        check.unique_models(&models);
+
+        match (listen, admin, upstream) {
+            (Some(listen), Some(admin), Some(upstream)) if check.problems.is_empty() => {
+                Ok(Config {
+                    listen,
+                    admin,
+                    upstream,
+                    upstream_protocol,
+                    health_path,
+                    limits,
+                    shutdown,
+                    mirror,
+                    models,
+                })
+            }
+            _ => Err(check.problems),
+        }
+    }
+}
+
+fn section<T: DeserializeOwned>(
+    key: &str,
+    value: serde_norway::Value,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." || inner.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{key}.{inner}")
+            };
+            problems.push(Problem::new(path, e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+// === impl Checker ===
+
+impl Checker {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    fn address(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        // `:8000` is shorthand for every interface, as in many servers' flags.
+        let full = if text.starts_with(':') {
+            format!("0.0.0.0{text}")
+        } else {
+            text.to_owned()
+        };
+        match full.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.fail(
+                    path,
+                    format!("{text:?} is not an address like 0.0.0.0:8000 or 127.0.0.1:9464"),
+                );
+                None
+            }
+        }
+    }
+
+    fn upstream(&mut self, text: Option<&str>) -> Option<Upstream> {
+        let Some(text) = text else {
+            self.fail(
+                "upstream",
+                "required: the model server's URL, e.g. http://127.0.0.1:8080 (or --upstream)",
+            );
+            return None;
+        };
+        let uri: Uri = match text.parse() {
+            Ok(uri) => uri,
+            Err(e) => {
+                self.fail("upstream", format!("{text:?} is not a URL: {e}"));
+                return None;
+            }
+        };
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            self.fail(
+                "upstream",
+                format!("{text:?} needs a scheme and host, e.g. http://127.0.0.1:8080"),
+            );
+            return None;
+        };
+        if scheme.as_str() != "http" {
+            self.fail(
+                "upstream",
+                format!("scheme {scheme} is not supported; use http:// (the model server is on localhost)"),
+            );
+            return None;
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            self.fail(
+                "upstream",
+                format!("{text:?} must not have a path; requests keep their own path"),
+            );
+            return None;
+        }
+        Some(Upstream {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+        })
+    }
+
+    fn duration(
+        &mut self,
+        path: &str,
+        value: &Option<Scalar>,
+        default: &str,
+    ) -> std::time::Duration {
+        let text = value.as_ref().map_or(default, |s| s.0.as_str());
+        match parse_duration(text) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.fail(path, "must be greater than zero");
+                std::time::Duration::from_secs(1)
+            }
+            Err(message) => {
+                self.fail(path, message);
+                std::time::Duration::from_secs(1)
+            }
+        }
+    }
+
+    fn size(&mut self, path: &str, value: &Option<Scalar>, default: &str, min: u64) -> u64 {
+        let text = value.as_ref().map_or(default, |s| s.0.as_str());
+        match parse_size(text) {
+            Ok(n) if n >= min => n,
+            Ok(n) => {
+                self.fail(path, format!("{n} bytes is below the minimum of {min}"));
+                min
+            }
+            Err(message) => {
+                self.fail(path, message);
+                min
+            }
+        }
+    }
+
+    fn count(
+        &mut self,
+        path: &str,
+        value: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> usize {
+        let n = value.unwrap_or(default);
+        if !range.contains(&n) {
+            self.fail(
+                path,
+                format!("{n} is outside {}..={}", range.start(), range.end()),
+            );
+        }
+        n as usize
+    }
+
+    fn model(&mut self, index: usize, raw: RawModel) -> Model {
+        let path = format!("models[{index}]");
+        let valid_name = !raw.name.is_empty()
+            && raw.name.len() <= 128
+            && raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid_name {
+            self.fail(
+                format!("{path}.name"),
+                format!(
+                    "{:?} must be 1-128 characters of letters, digits, '-', '_' or '.'",
+                    raw.name
+                ),
+            );
+        }
+        let protocol = match raw.protocol.as_deref() {
+            None | Some("auto") => None,
+            Some("kserve_v2") => Some(Protocol::KserveV2),
+            Some("tfserving") => Some(Protocol::Tfserving),
+            Some("openai") => Some(Protocol::Openai),
+            Some("json") => Some(Protocol::Json),
+            Some(other) => {
+                self.fail(
+                    format!("{path}.protocol"),
+                    format!("{other:?} is not one of kserve_v2, tfserving, openai, json"),
+                );
+                None
+            }
+        };
+        for name in &raw.categorical {
+            if !raw.features.contains(name) {
+                self.fail(
+                    format!("{path}.categorical"),
+                    format!("{name:?} is not listed in features"),
+                );
+            }
+        }
+        Model {
+            name: raw.name,
+            protocol,
+            features: raw.features,
+            categorical: raw.categorical,
+        }
+    }
+
+    fn unique_models(&mut self, models: &[Model]) {
+        for (i, model) in models.iter().enumerate() {
+            if models[..i].iter().any(|m| m.name == model.name) {
+                self.fail(
+                    format!("models[{i}].name"),
+                    format!("model {:?} is configured twice", model.name),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConfigError, Overrides};
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match Config::from_yaml(yaml, &Overrides::default()) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn defaults_fill_a_minimal_config() {
+        let config = Config::from_yaml("upstream: http://127.0.0.1:8080\n", &Overrides::default())
+            .expect("minimal config is valid");
+        assert_eq!(config.listen.to_string(), "0.0.0.0:8000");
+        assert_eq!(config.admin.to_string(), "0.0.0.0:9464");
+        assert_eq!(config.limits.max_body, 16 * 1024 * 1024);
+        assert_eq!(config.limits.request_timeout.as_secs(), 30);
+        assert_eq!(config.mirror.queue, 8192);
+        assert_eq!(config.health_path, "/v2/health/ready");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let found = problems(
+            "listen: nowhere\nupstream: ftp://x\nlimits: { max_body: lots, request_timeout: soon }\n\
+             mirror: { queue: 0, wrkers: 2 }\nmodels: [{ name: 'a b', protocol: grpc }]\nextra: 1\n",
+        );
+        let expect = [
+            "listen:",
+            "upstream:",
+            "limits.max_body:",
+            "limits.request_timeout:",
+            "mirror.wrkers:",
+            "models[0].name:",
+            "models[0].protocol:",
+            "extra: unknown key",
+        ];
+        for prefix in expect {
+            assert!(
+                found.iter().any(|p| p.starts_with(prefix)),
+                "no problem starting with {prefix:?} in {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: Some("http://127.0.0.1:9".into()),
+            admin: Some(":9000".into()),
+        };
+        let config = Config::from_yaml("listen: 0.0.0.0:1\nupstream: http://10.0.0.1:1\n", &overrides)
+            .expect("valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:0");
+        assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:9");
+        assert_eq!(config.admin.to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn a_missing_upstream_is_an_error() {
+        let found = problems("listen: 127.0.0.1:0\n");
+        assert!(found.iter().any(|p| p.starts_with("upstream: required")), "{found:?}");
+    }
+
+    #[test]
+    fn upstream_with_a_path_is_rejected() {
+        assert!(!problems("upstream: http://127.0.0.1:8080/api\n").is_empty());
+    }
+}

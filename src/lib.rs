@@ -1,0 +1,28 @@
+//! sidewatch: a streaming inference-monitoring sidecar.
+//!
+//! It sits in front of a model server as a low-latency proxy and mirrors
+//! every exchange into monitoring without ever making a request wait for it.
+//! The modules follow the data flow:
+//!
+//! - [`config`]: YAML and flags, validated into a [`config::Config`];
+//! - [`proxy`]: listener, request handling, upstream clients and the tee;
+//! - [`mirror`]: the bounded queue and worker threads behind the tee;
+//! - [`telemetry`]: the sidecar's own metrics and logs;
+//! - [`admin`]: `/metrics`, health and the JSON API;
+//! - [`sidecar`]: all of the above started and stopped together;
+//! - [`demo`]: a self-contained model server and traffic for `sidewatch demo`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod mirror;
+pub mod proxy;
+pub mod sidecar;
+pub mod telemetry;
+
+pub use config::Config;
+pub use mirror::{Consumer, Exchange};
+pub use sidecar::{ShutdownReport, Sidecar};

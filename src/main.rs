@@ -1,0 +1,145 @@
+//! The `sidewatch` command line: parses arguments and hands over to the
+//! library. Errors are reported with context and a non-zero exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sidewatch::config::{Config, ConfigError, Overrides};
+use sidewatch::mirror::Discard;
+use sidewatch::{Sidecar, telemetry};
+
+#[derive(Parser)]
+#[command(name = "sidewatch", version, about = "Inference-monitoring sidecar proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar in front of a model server.
+    Run {
+        /// YAML config file; optional when --upstream is given.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Proxy listen address, e.g. 0.0.0.0:8000.
+        #[arg(long)]
+        listen: Option<String>,
+        /// The model server, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Admin listen address, e.g. 0.0.0.0:9464.
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// Run a self-contained demo: a model server, sidewatch and traffic.
+    Demo {
+        /// How long the traffic runs, e.g. 30s.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and list every problem.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run {
+            config,
+            listen,
+            upstream,
+            admin,
+        } => {
+            let overrides = Overrides {
+                listen,
+                upstream,
+                admin,
+            };
+            let config = match Config::load(config.as_deref(), &overrides) {
+                Ok(config) => config,
+                Err(error) => return Ok(report_config_error(&error)),
+            };
+            runtime()?.block_on(run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { duration } => {
+            runtime()?.block_on(sidewatch::demo::run(duration))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(Some(&file), &Overrides::default()) {
+            Ok(_) => {
+                println!("{}: OK", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => Ok(report_config_error(&error)),
+        },
+    }
+}
+
+fn report_config_error(error: &ConfigError) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sidewatch")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn run(config: Config) -> Result<()> {
+    let sidecar = Sidecar::start(&config, || Box::new(Discard))
+        .await
+        .context("cannot start the sidecar")?;
+    wait_for_signal().await?;
+    tracing::info!("Signal received; shutting down.");
+    let report = sidecar.shutdown().await;
+    if report.connections_cut > 0 {
+        tracing::warn!(
+            connections = report.connections_cut,
+            "Some connections were still busy after shutdown.drain."
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        result = tokio::signal::ctrl_c() => result.context("cannot install the SIGINT handler")?,
+    }
+    Ok(())
+}

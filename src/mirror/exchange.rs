@@ -1,0 +1,96 @@
+//! What the tee hands to monitoring: one request and its response, copied
+//! as they streamed through the proxy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+
+/// A copy of one proxied request/response pair.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The `x-request-id` (the client's, or one the proxy generated).
+    pub request_id: String,
+    /// The peer address of the client connection.
+    pub client: SocketAddr,
+    /// The configured model the path matched, if any.
+    pub model: Option<Arc<str>>,
+    /// Request line and headers as the client sent them (plus the request id).
+    pub request: RequestHead,
+    /// The request body, up to `mirror.max_payload`.
+    pub request_body: BodyCopy,
+    /// Status and headers the client received; `None` if the exchange ended first.
+    pub response: Option<ResponseHead>,
+    /// The response body, up to `mirror.max_payload`.
+    pub response_body: BodyCopy,
+    /// Response trailers (gRPC status lives here).
+    pub response_trailers: Option<HeaderMap>,
+    /// When each stage happened.
+    pub timings: Timings,
+    /// Set when the proxy answered itself instead of the upstream.
+    pub proxy_error: Option<&'static str>,
+}
+
+/// The request line and headers.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query as received (HTTP/2 requests carry scheme and authority too).
+    pub uri: Uri,
+    /// Protocol version the client spoke.
+    pub version: Version,
+    /// Headers as received.
+    pub headers: HeaderMap,
+}
+
+/// The status line and headers of a response.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers as sent to the client.
+    pub headers: HeaderMap,
+}
+
+/// A body as copied by the tee.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyCopy {
+    /// The first `mirror.max_payload` bytes.
+    pub bytes: Bytes,
+    /// Total bytes that passed, copied or not.
+    pub size: u64,
+    /// True when `size` exceeded what was copied.
+    pub truncated: bool,
+    /// True when the body reached its end (not cut off by an error or hang-up).
+    pub complete: bool,
+}
+
+/// Stage times of an exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// Wall-clock time the request head arrived, for records and reports.
+    pub received_at: SystemTime,
+    /// Monotonic time the request head arrived.
+    pub received: Instant,
+    /// When the request was handed to the upstream client.
+    pub upstream_sent: Option<Instant>,
+    /// When the upstream's response head arrived.
+    pub first_byte: Option<Instant>,
+    /// When the response's last byte was passed to the client.
+    pub done: Option<Instant>,
+}
+
+impl Timings {
+    /// Whole-request latency, if the response finished.
+    pub fn total(&self) -> Option<Duration> {
+        self.done.map(|d| d.saturating_duration_since(self.received))
+    }
+
+    /// Time from sending upstream to the response head.
+    pub fn time_to_first_byte(&self) -> Option<Duration> {
+        Some(self.first_byte?.saturating_duration_since(self.upstream_sent?))
+    }
+}

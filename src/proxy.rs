@@ -1,0 +1,51 @@
+//! The proxy: accepts clients, forwards to the model server, and tees each
+//! exchange to the mirror without making the client wait for it.
+//!
+//! A request flows `listener` → `handler` (headers, tee, upstream call) →
+//! `upstream`; the response body flows back through a `tee` wrapper that
+//! records metrics when it ends. `error` turns every failure into a response.
+
+pub mod error;
+pub mod handler;
+pub mod headers;
+pub mod listener;
+pub mod route;
+pub mod tee;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use crate::config::{Config, Limits};
+use crate::mirror::MirrorSender;
+use crate::telemetry::ProxyStats;
+
+pub use listener::{DrainReport, serve};
+
+/// State shared by every connection and request.
+#[derive(Debug)]
+pub struct Shared {
+    upstream: upstream::Upstream,
+    limits: Limits,
+    routes: route::Routes,
+    stats: Arc<ProxyStats>,
+    mirror: Option<MirrorSender>,
+    max_payload: usize,
+}
+
+impl Shared {
+    /// Builds the proxy's state; `mirror` is `None` when the tee is off.
+    pub fn new(config: &Config, stats: Arc<ProxyStats>, mirror: Option<MirrorSender>) -> Self {
+        Shared {
+            upstream: upstream::Upstream::new(
+                &config.upstream,
+                config.upstream_protocol,
+                config.limits.request_timeout,
+            ),
+            limits: config.limits.clone(),
+            routes: route::Routes::new(&config.models),
+            stats,
+            mirror,
+            max_payload: config.mirror.max_payload,
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! One proxied request, start to finish: rewrite headers, open the tee,
+//! call the upstream, and wrap the response so its end is measured.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use super::Shared;
+use super::error::{BodyTooLarge, ProxyError};
+use super::headers;
+use super::tee::{ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
+use crate::mirror::{RequestHead, ResponseHead};
+
+/// The body the proxy sends to clients: the upstream's, or its own error.
+pub type ProxyBody = ResponseTap<Either<Incoming, Full<Bytes>>>;
+
+/// Proxies one request. Never fails: errors become responses.
+pub async fn handle(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let received = Instant::now();
+    let grpc = headers::is_grpc(request.headers());
+    let (mut parts, body) = request.into_parts();
+    let model = shared.routes.match_path(parts.uri.path());
+    let model_label = model.unwrap_or(shared.stats.unknown_model());
+    let request_id = headers::ensure_request_id(&mut parts.headers);
+    headers::ensure_traceparent(&mut parts.headers);
+
+    let cell = shared.mirror.as_ref().map(|sink| {
+        Arc::new(ExchangeCell::new(
+            sink.clone(),
+            request_id.to_str().unwrap_or_default().to_owned(),
+            client,
+            model.and_then(|m| shared.routes.name(m).cloned()),
+            RequestHead {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                version: parts.version,
+                headers: parts.headers.clone(),
+            },
+            received,
+        ))
+    });
+    let mut meta = ResponseMeta {
+        stats: shared.stats.clone(),
+        model: model_label,
+        status: 0,
+        received,
+        upstream_sent: None,
+        first_byte: None,
+        proxy_error: None,
+    };
+
+    let limit = shared.limits.max_body;
+    if headers::content_length(&parts.headers).is_some_and(|n| n > limit) {
+        // Refuse before anything reaches the upstream; the unread body is
+        // dropped and hyper closes the connection.
+        drop(body);
+        shared.stats.record_body_too_large();
+        let error = ProxyError::BodyTooLarge(BodyTooLarge { limit });
+        return Ok(synthetic(&shared, error, grpc, meta, cell, &request_id));
+    }
+
+    // A Host-less HTTP/2 request keeps the client's authority as Host for an
+    // HTTP/1.1 upstream, as it would have been sent directly.
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(http::header::HOST, host);
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::append_forwarded(&mut parts.headers, client.ip(), "http");
+
+    let tee = cell.clone().map(|c| (shared.max_payload, c));
+    let upstream_request = Request::from_parts(parts, RequestTap::new(body, limit, tee));
+    let upstream_sent = Instant::now();
+    meta.upstream_sent = Some(upstream_sent);
+    match shared.upstream.send(upstream_request, grpc).await {
+        Ok(response) => {
+            meta.first_byte = Some(Instant::now());
+            let (mut parts, body) = response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            if !parts.headers.contains_key(&headers::X_REQUEST_ID) {
+                parts
+                    .headers
+                    .insert(headers::X_REQUEST_ID.clone(), request_id);
+            }
+            meta.status = parts.status.as_u16();
+            let tee = cell.map(|cell| {
+                let head = ResponseHead {
+                    status: parts.status,
+                    headers: parts.headers.clone(),
+                };
+                (shared.max_payload, cell, head)
+            });
+            let body = ResponseTap::new(Either::Left(body), meta, tee);
+            Ok(Response::from_parts(parts, body))
+        }
+        Err((error, kind)) => {
+            match kind {
+                Some(kind) => shared.stats.record_upstream_error(kind),
+                None => shared.stats.record_body_too_large(),
+            }
+            tracing::debug!(%error, request_id = ?request_id, "Upstream call failed.");
+            Ok(synthetic(&shared, error, grpc, meta, cell, &request_id))
+        }
+    }
+}
+
+/// A response the proxy makes itself, measured and teed like any other.
+fn synthetic(
+    shared: &Shared,
+    error: ProxyError,
+    grpc: bool,
+    mut meta: ResponseMeta,
+    cell: Option<Arc<ExchangeCell>>,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = error.to_response(grpc).into_parts();
+    parts
+        .headers
+        .insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+    meta.status = parts.status.as_u16();
+    meta.proxy_error = Some(error.kind());
+    let tee = cell.map(|cell| {
+        let head = ResponseHead {
+            status: parts.status,
+            headers: parts.headers.clone(),
+        };
+        (shared.max_payload, cell, head)
+    });
+    Response::from_parts(parts, ResponseTap::new(Either::Right(body), meta, tee))
+}

@@ -1,0 +1,215 @@
+//! Header rewriting between client and upstream: hop-by-hop removal,
+//! forwarding headers, request ids and W3C trace context.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// The request id header, generated when the client sends none.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// W3C trace context.
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// Removes hop-by-hop headers, including any named in `Connection`.
+///
+/// `TE: trailers` survives: gRPC servers require it, and it is the one TE
+/// value HTTP/2 allows.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.get(&header::CONNECTION) {
+        let named: Vec<HeaderName> = connection
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in fixed_hop_by_hop() {
+        headers.remove(name);
+    }
+    if let Some(te) = headers.get(&header::TE)
+        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        headers.remove(&header::TE);
+    }
+}
+
+/// Returns the request's id, generating and inserting one if absent.
+pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(&X_REQUEST_ID)
+        && !id.is_empty()
+    {
+        return id.clone();
+    }
+    let uuid = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = HeaderValue::from_bytes(uuid.hyphenated().encode_lower(&mut text).as_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    headers.insert(X_REQUEST_ID.clone(), id.clone());
+    id
+}
+
+/// Keeps a valid `traceparent`, or starts a new sampled trace.
+pub fn ensure_traceparent(headers: &mut HeaderMap) {
+    if headers
+        .get(&TRACEPARENT)
+        .is_some_and(|v| is_valid_traceparent(v.as_bytes()))
+    {
+        return;
+    }
+    let mut text = [0u8; 55];
+    text[..3].copy_from_slice(b"00-");
+    write_hex(&mut text[3..35], &fastrand::u128(1..).to_be_bytes());
+    text[35] = b'-';
+    write_hex(&mut text[36..52], &fastrand::u64(1..).to_be_bytes());
+    text[52..].copy_from_slice(b"-01");
+    if let Ok(value) = HeaderValue::from_bytes(&text) {
+        headers.insert(TRACEPARENT.clone(), value);
+    }
+}
+
+/// Checks the W3C `traceparent` shape: version-traceid-parentid-flags in
+/// lowercase hex, with all-zero ids invalid.
+pub fn is_valid_traceparent(value: &[u8]) -> bool {
+    let hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |s: &[u8]| s.iter().any(|&c| c != b'0');
+    value.len() >= 55
+        && value[2] == b'-'
+        && value[35] == b'-'
+        && value[52] == b'-'
+        && hex(&value[..2])
+        && &value[..2] != b"ff"
+        && hex(&value[3..35])
+        && nonzero(&value[3..35])
+        && hex(&value[36..52])
+        && nonzero(&value[36..52])
+        && hex(&value[53..55])
+        && (value.len() == 55 || (&value[..2] != b"00" && value[55] == b'-'))
+}
+
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+}
+
+/// Appends the client to `X-Forwarded-For` and the scheme to `X-Forwarded-Proto`.
+pub fn append_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
+    append_list(headers, &X_FORWARDED_FOR, &client.to_string());
+    append_list(headers, &X_FORWARDED_PROTO, proto);
+}
+
+fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
+    let value = match headers.get(name).map(HeaderValue::to_str) {
+        Some(Ok(existing)) if !existing.is_empty() => format!("{existing}, {item}"),
+        _ => item.to_owned(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// True when the request is gRPC (`application/grpc`, `+proto`, `+json`, …).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(&header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The declared body length, if any and well-formed.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(&header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_tokens_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("te", HeaderValue::from_static("gzip"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h.get("x-keep").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+    }
+
+    #[test]
+    fn te_trailers_is_kept_for_grpc() {
+        let mut h = HeaderMap::new();
+        h.insert("te", HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.contains_key("te"));
+    }
+
+    #[test]
+    fn request_id_is_kept_or_generated() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc"));
+        assert_eq!(ensure_request_id(&mut h), "abc");
+        let mut h = HeaderMap::new();
+        let id = ensure_request_id(&mut h);
+        assert_eq!(id.len(), 36);
+        assert_eq!(h.get("x-request-id"), Some(&id));
+        assert_ne!(ensure_request_id(&mut HeaderMap::new()), id);
+    }
+
+    #[test]
+    fn traceparent_is_forwarded_or_generated_valid() {
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static(given));
+        ensure_traceparent(&mut h);
+        assert_eq!(h.get("traceparent").map(|v| v.as_bytes()), Some(given.as_bytes()));
+
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static("garbage"));
+        ensure_traceparent(&mut h);
+        let made = h.get("traceparent").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+        assert!(is_valid_traceparent(&made), "{}", String::from_utf8_lossy(&made));
+        assert!(!is_valid_traceparent(
+            b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+    }
+
+    #[test]
+    fn forwarded_headers_are_appended() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        append_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "http");
+        assert_eq!(h.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"10.0.0.1, 127.0.0.1"[..]));
+        assert_eq!(h.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"http"[..]));
+    }
+}

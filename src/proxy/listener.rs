@@ -1,0 +1,149 @@
+//! Accepting client connections: the connection limit, HTTP/1.1 vs HTTP/2
+//! detection, the header timeout, and graceful draining at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use super::Shared;
+use super::error::ProxyError;
+use super::handler::handle;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What happened during shutdown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DrainReport {
+    /// Connections still open when `shutdown.drain` ran out (then cut).
+    pub connections_cut: usize,
+}
+
+/// Serves connections until `stop` flips, then drains for at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) -> DrainReport {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and similar: pause instead of spinning.
+                        tracing::warn!(%error, "Accept failed.");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    shared.stats.record_connection_rejected();
+                    refuse(&stream, shared.limits.max_connections);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    shared.stats.connection_delta(1);
+                    serve_connection(stream, client, shared.clone(), watcher).await;
+                    shared.stats.connection_delta(-1);
+                    drop(permit);
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    // Closing the listener makes new connections fail fast while the
+    // in-flight ones finish.
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(connections = open, "Draining connections.");
+    tokio::select! {
+        () = graceful.shutdown() => DrainReport::default(),
+        () = tokio::time::sleep(drain) => {
+            let cut = shared.stats.connections_open().max(0) as usize;
+            tracing::warn!(connections = cut, "Drain deadline passed; cutting connections.");
+            DrainReport { connections_cut: cut }
+        }
+    }
+}
+
+/// Answers a connection over the limit with a 503 it can read, then closes it.
+fn refuse(stream: &TcpStream, limit: usize) {
+    let error = ProxyError::TooManyConnections(limit);
+    let body = serde_json::json!({ "error": error.to_string(), "kind": error.kind() }).to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // Best effort and non-blocking: the socket buffer of a fresh connection
+    // takes a few hundred bytes, and a client that is gone loses nothing.
+    let _ = stream.try_write(response.as_bytes());
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    client: SocketAddr,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+) {
+    let header_timeout = shared.limits.header_timeout;
+    let h2 = match tokio::time::timeout(header_timeout, sniff_h2(&stream)).await {
+        Ok(Some(h2)) => h2,
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!(%client, "Client sent nothing within limits.header_timeout.");
+            return;
+        }
+    };
+    let io = TokioIo::new(stream);
+    let service = service_fn(move |request| handle(shared.clone(), client, request));
+    let result = if h2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new());
+        watcher.watch(builder.serve_connection(io, service)).await
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(true);
+        watcher.watch(builder.serve_connection(io, service)).await
+    };
+    if let Err(error) = result {
+        tracing::debug!(%client, %error, "Connection ended with an error.");
+    }
+}
+
+/// Peeks at the first bytes: `Some(true)` for the HTTP/2 preface,
+/// `Some(false)` for HTTP/1.x, `None` if the client hung up.
+async fn sniff_h2(stream: &TcpStream) -> Option<bool> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        // "PRI" is unique among methods, so three bytes decide.
+        if n >= 3 {
+            return Some(true);
+        }
+        // A first segment of one or two bytes is rare; wait for the rest
+        // instead of spinning on the same peeked bytes.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -1,0 +1,423 @@
+//! The tee: body wrappers that copy frames as they stream past, and the
+//! cell that joins the request and response halves into one [`Exchange`].
+//!
+//! The two halves finish on different tasks (hyper's client connection
+//! polls the request body, the server connection polls the response body),
+//! so each half holds an `Arc<ExchangeCell>` and fills a write-once slot;
+//! whichever half lets go last drops the cell, and the drop offers the
+//! assembled exchange to the mirror. No lock is taken and the proxy never
+//! waits for monitoring.
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::error::BodyTooLarge;
+use crate::mirror::{BodyCopy, Exchange, MirrorSender, RequestHead, ResponseHead, Timings};
+use crate::telemetry::{LatencySample, ProxyStats};
+
+/// Errors crossing the body wrappers.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body copy in progress, capped at `max` bytes.
+#[derive(Debug)]
+pub struct Capture {
+    buf: BytesMut,
+    max: usize,
+    size: u64,
+}
+
+/// One exchange being assembled from its two halves.
+#[derive(Debug)]
+pub struct ExchangeCell {
+    sink: MirrorSender,
+    request_id: String,
+    client: std::net::SocketAddr,
+    model: Option<Arc<str>>,
+    request: Option<RequestHead>,
+    received: Instant,
+    received_at: std::time::SystemTime,
+    request_body: OnceLock<BodyCopy>,
+    response: OnceLock<ResponseHalf>,
+}
+
+#[derive(Debug)]
+struct ResponseHalf {
+    head: ResponseHead,
+    body: BodyCopy,
+    trailers: Option<HeaderMap>,
+    upstream_sent: Option<Instant>,
+    first_byte: Option<Instant>,
+    done: Instant,
+    proxy_error: Option<&'static str>,
+}
+
+pin_project! {
+    /// The request body on its way upstream: enforces `limits.max_body`
+    /// and, when the tee is on, copies what passes.
+    pub struct RequestTap<B> {
+        #[pin]
+        inner: B,
+        limit: u64,
+        seen: u64,
+        capture: Option<(Capture, Arc<ExchangeCell>)>,
+    }
+
+    impl<B> PinnedDrop for RequestTap<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some((capture, cell)) = this.capture.take() {
+                let _ = cell.request_body.set(capture.finish(false));
+            }
+        }
+    }
+}
+
+/// What a finished response reports to metrics and the tee.
+#[derive(Debug)]
+pub struct ResponseMeta {
+    /// Counters to record into.
+    pub stats: Arc<ProxyStats>,
+    /// Model label index.
+    pub model: usize,
+    /// Status sent to the client.
+    pub status: u16,
+    /// When the request head arrived.
+    pub received: Instant,
+    /// When the request went upstream, if it did.
+    pub upstream_sent: Option<Instant>,
+    /// When the upstream's head arrived, if it did.
+    pub first_byte: Option<Instant>,
+    /// Set when the proxy answered itself.
+    pub proxy_error: Option<&'static str>,
+}
+
+struct ResponseTee {
+    capture: Capture,
+    head: ResponseHead,
+    trailers: Option<HeaderMap>,
+    cell: Arc<ExchangeCell>,
+}
+
+pin_project! {
+    /// The response body on its way to the client: records metrics when it
+    /// ends and, when the tee is on, copies what passes.
+    pub struct ResponseTap<B> {
+        #[pin]
+        inner: B,
+        meta: Option<ResponseMeta>,
+        tee: Option<Box<ResponseTee>>,
+    }
+
+    impl<B> PinnedDrop for ResponseTap<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            finish_response(this.meta, this.tee, false);
+        }
+    }
+}
+
+// === impl Capture ===
+
+impl Capture {
+    /// Starts a copy of at most `max` bytes, pre-sized from a length hint.
+    pub fn new(max: usize, hint: Option<u64>) -> Self {
+        let reserve = hint.map_or(0, |n| n.min(max as u64) as usize);
+        Capture {
+            buf: BytesMut::with_capacity(reserve),
+            max,
+            size: 0,
+        }
+    }
+
+    /// Copies what fits of one frame and counts all of it.
+    pub fn push(&mut self, data: &[u8]) {
+        self.size += data.len() as u64;
+        let room = self.max - self.buf.len();
+        if room > 0 {
+            self.buf.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+
+    /// Ends the copy.
+    pub fn finish(self, complete: bool) -> BodyCopy {
+        BodyCopy {
+            truncated: self.size > self.buf.len() as u64,
+            bytes: self.buf.freeze(),
+            size: self.size,
+            complete,
+        }
+    }
+}
+
+// === impl ExchangeCell ===
+
+impl ExchangeCell {
+    /// Opens an exchange for a request whose head just arrived.
+    pub fn new(
+        sink: MirrorSender,
+        request_id: String,
+        client: std::net::SocketAddr,
+        model: Option<Arc<str>>,
+        request: RequestHead,
+        received: Instant,
+    ) -> Self {
+        ExchangeCell {
+            sink,
+            request_id,
+            client,
+            model,
+            request: Some(request),
+            received,
+            received_at: std::time::SystemTime::now(),
+            request_body: OnceLock::new(),
+            response: OnceLock::new(),
+        }
+    }
+}
+
+impl Drop for ExchangeCell {
+    fn drop(&mut self) {
+        let Some(request) = self.request.take() else {
+            return;
+        };
+        let response = self.response.take();
+        let mut timings = Timings {
+            received_at: self.received_at,
+            received: self.received,
+            upstream_sent: None,
+            first_byte: None,
+            done: None,
+        };
+        let (head, body, trailers, proxy_error) = match response {
+            Some(half) => {
+                timings.upstream_sent = half.upstream_sent;
+                timings.first_byte = half.first_byte;
+                timings.done = Some(half.done);
+                (Some(half.head), half.body, half.trailers, half.proxy_error)
+            }
+            None => (None, BodyCopy::default(), None, None),
+        };
+        self.sink.offer(Exchange {
+            request_id: std::mem::take(&mut self.request_id),
+            client: self.client,
+            model: self.model.take(),
+            request,
+            request_body: self.request_body.take().unwrap_or_default(),
+            response: head,
+            response_body: body,
+            response_trailers: trailers,
+            timings,
+            proxy_error,
+        });
+    }
+}
+
+// === impl RequestTap ===
+
+impl<B: Body> RequestTap<B> {
+    /// Wraps a request body; `tee` carries the copy limit and the cell.
+    pub fn new(inner: B, limit: u64, tee: Option<(usize, Arc<ExchangeCell>)>) -> Self {
+        let hint = inner.size_hint().exact();
+        RequestTap {
+            inner,
+            limit,
+            seen: 0,
+            capture: tee.map(|(max, cell)| (Capture::new(max, hint), cell)),
+        }
+    }
+}
+
+impl<B> Body for RequestTap<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let frame = match ready!(this.inner.as_mut().poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                if let Some((capture, cell)) = this.capture.take() {
+                    let _ = cell.request_body.set(capture.finish(false));
+                }
+                return Poll::Ready(Some(Err(error.into())));
+            }
+            None => {
+                if let Some((capture, cell)) = this.capture.take() {
+                    let _ = cell.request_body.set(capture.finish(true));
+                }
+                return Poll::Ready(None);
+            }
+        };
+        if let Some(data) = frame.data_ref() {
+            *this.seen += data.len() as u64;
+            if *this.seen > *this.limit {
+                let limit = *this.limit;
+                if let Some((capture, cell)) = this.capture.take() {
+                    let _ = cell.request_body.set(capture.finish(false));
+                }
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
+            }
+            if let Some((capture, _)) = this.capture.as_mut() {
+                capture.push(data);
+            }
+        }
+        if this.inner.is_end_stream()
+            && let Some((capture, cell)) = this.capture.take()
+        {
+            let _ = cell.request_body.set(capture.finish(true));
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === impl ResponseTap ===
+
+impl<B: Body> ResponseTap<B> {
+    /// Wraps a response body. `tee` is the cell and copy limit when the tee
+    /// is on, with the response head as the client will see it.
+    pub fn new(
+        inner: B,
+        meta: ResponseMeta,
+        tee: Option<(usize, Arc<ExchangeCell>, ResponseHead)>,
+    ) -> Self {
+        let hint = inner.size_hint().exact();
+        ResponseTap {
+            inner,
+            meta: Some(meta),
+            tee: tee.map(|(max, cell, head)| {
+                Box::new(ResponseTee {
+                    capture: Capture::new(max, hint),
+                    head,
+                    trailers: None,
+                    cell,
+                })
+            }),
+        }
+    }
+}
+
+fn finish_response(
+    meta: &mut Option<ResponseMeta>,
+    tee: &mut Option<Box<ResponseTee>>,
+    complete: bool,
+) {
+    let Some(meta) = meta.take() else {
+        return;
+    };
+    let done = Instant::now();
+    meta.stats.record_request(
+        meta.model,
+        meta.status,
+        LatencySample {
+            request: done.saturating_duration_since(meta.received),
+            upstream: meta.upstream_sent.map(|t| done.saturating_duration_since(t)),
+        },
+    );
+    if let Some(tee) = tee.take() {
+        let tee = *tee;
+        let _ = tee.cell.response.set(ResponseHalf {
+            head: tee.head,
+            body: tee.capture.finish(complete),
+            trailers: tee.trailers,
+            upstream_sent: meta.upstream_sent,
+            first_byte: meta.first_byte,
+            done,
+            proxy_error: meta.proxy_error,
+        });
+    }
+}
+
+impl<B> Body for ResponseTap<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let frame = match ready!(this.inner.as_mut().poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                finish_response(this.meta, this.tee, false);
+                return Poll::Ready(Some(Err(error.into())));
+            }
+            None => {
+                finish_response(this.meta, this.tee, true);
+                return Poll::Ready(None);
+            }
+        };
+        if let Some(tee) = this.tee.as_mut() {
+            if let Some(data) = frame.data_ref() {
+                tee.capture.push(data);
+            } else if let Some(trailers) = frame.trailers_ref() {
+                tee.trailers = Some(trailers.clone());
+            }
+        }
+        if this.inner.is_end_stream() {
+            finish_response(this.meta, this.tee, true);
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_copies_up_to_the_cap_and_counts_everything() {
+        let mut capture = Capture::new(5, Some(8));
+        capture.push(b"abc");
+        capture.push(b"defgh");
+        let copy = capture.finish(true);
+        assert_eq!(&copy.bytes[..], b"abcde");
+        assert_eq!(copy.size, 8);
+        assert!(copy.truncated);
+        assert!(copy.complete);
+    }
+
+    #[test]
+    fn capture_with_zero_cap_only_counts() {
+        let mut capture = Capture::new(0, None);
+        capture.push(b"abc");
+        let copy = capture.finish(false);
+        assert!(copy.bytes.is_empty());
+        assert_eq!(copy.size, 3);
+        assert!(copy.truncated && !copy.complete);
+    }
+}

@@ -1,0 +1,188 @@
+//! The assembled sidecar: mirror workers, proxy and admin server, started
+//! together and stopped in order (stop accepting, drain, flush the mirror).
+//!
+//! `main`, the demo and the integration tests all start it through
+//! [`Sidecar::start`], with listeners on the configured addresses (port 0
+//! in tests).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Uri;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::mirror::{self, Consumer, MirrorStats, MirrorWorkers};
+use crate::proxy::{self, DrainReport, Shared};
+use crate::telemetry::ProxyStats;
+
+/// How long the mirror workers get to drain the queue after the proxy stopped.
+const MIRROR_FLUSH: Duration = Duration::from_secs(5);
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} for the {what}: {source}")]
+    Bind {
+        /// "proxy" or "admin".
+        what: &'static str,
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running sidecar.
+#[derive(Debug)]
+pub struct Sidecar {
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    proxy: JoinHandle<DrainReport>,
+    admin: JoinHandle<()>,
+    workers: Option<MirrorWorkers>,
+    stats: Arc<ProxyStats>,
+    mirror: Option<Arc<MirrorStats>>,
+    admin_state: Arc<AdminState>,
+}
+
+/// How the shutdown went.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownReport {
+    /// Connections cut because `shutdown.drain` ran out.
+    pub connections_cut: usize,
+    /// Whether the mirror queue was fully handed to the consumers.
+    pub mirror_flushed: bool,
+}
+
+impl Sidecar {
+    /// Binds both ports and starts serving. `consumer` is called once per
+    /// mirror worker to build the pipeline that receives exchanges.
+    pub async fn start(
+        config: &Config,
+        mut consumer: impl FnMut() -> Box<dyn Consumer>,
+    ) -> Result<Sidecar, StartError> {
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { what, addr, source })
+        };
+        let proxy_listener = bind("proxy", config.listen).await?;
+        let admin_listener = bind("admin", config.admin).await?;
+        let proxy_addr = local_addr(&proxy_listener, config.listen);
+        let admin_addr = local_addr(&admin_listener, config.admin);
+
+        let stats = Arc::new(ProxyStats::new(config.models.iter().map(|m| m.name.clone())));
+        let (sender, workers) = if config.mirror.enabled {
+            let consumers = (0..config.mirror.workers).map(|_| consumer()).collect();
+            let (sender, workers) = mirror::start(config.mirror.queue, consumers);
+            (Some(sender), Some(workers))
+        } else {
+            (None, None)
+        };
+        let mirror_stats = sender.as_ref().map(|s| s.stats().clone());
+        let shared = Arc::new(Shared::new(config, stats.clone(), sender));
+
+        let health_url: Uri = format!(
+            "{}://{}{}",
+            config.upstream.scheme, config.upstream.authority, config.health_path
+        )
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+        let admin_state = Arc::new(AdminState::new(
+            stats.clone(),
+            mirror_stats.clone(),
+            health_url,
+            config.limits.request_timeout,
+        ));
+
+        let (stop, stopped) = watch::channel(false);
+        let proxy = tokio::spawn(proxy::serve(
+            proxy_listener,
+            shared,
+            stopped.clone(),
+            config.shutdown.drain,
+        ));
+        let admin = tokio::spawn(admin::serve(admin_listener, admin_state.clone(), stopped));
+        tracing::info!(
+            proxy = %proxy_addr,
+            admin = %admin_addr,
+            upstream = %format!("{}://{}", config.upstream.scheme, config.upstream.authority),
+            tee = config.mirror.enabled,
+            "Sidecar started."
+        );
+        Ok(Sidecar {
+            proxy_addr,
+            admin_addr,
+            stop,
+            proxy,
+            admin,
+            workers,
+            stats,
+            mirror: mirror_stats,
+            admin_state,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    /// The admin server's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The proxy's counters and latencies.
+    pub fn stats(&self) -> &Arc<ProxyStats> {
+        &self.stats
+    }
+
+    /// The mirror's counters, when the tee is on.
+    pub fn mirror_stats(&self) -> Option<&Arc<MirrorStats>> {
+        self.mirror.as_ref()
+    }
+
+    /// The admin state (metrics text, stats document).
+    pub fn admin(&self) -> &Arc<AdminState> {
+        &self.admin_state
+    }
+
+    /// Stops accepting, lets in-flight requests finish within
+    /// `shutdown.drain`, flushes the mirror and returns.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        self.admin_state.set_draining();
+        let _ = self.stop.send(true);
+        let drained = (&mut self.proxy).await.unwrap_or_default();
+        self.admin.abort();
+        let mirror_flushed = match self.workers.take() {
+            Some(workers) => {
+                let deadline = Instant::now() + MIRROR_FLUSH;
+                tokio::task::spawn_blocking(move || workers.finish(deadline))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => true,
+        };
+        tracing::info!(
+            connections_cut = drained.connections_cut,
+            mirror_flushed,
+            "Sidecar stopped."
+        );
+        ShutdownReport {
+            connections_cut: drained.connections_cut,
+            mirror_flushed,
+        }
+    }
+}
+
+fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
+}
