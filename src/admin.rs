@@ -23,9 +23,9 @@ use tokio::sync::watch;
 
 use crate::mirror::MirrorStats;
 use crate::proxy::error::json_error;
+use crate::telemetry::ProxyStats;
 use crate::telemetry::latency::Series;
 use crate::telemetry::metrics::BuildInfo;
-use crate::telemetry::ProxyStats;
 
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -77,7 +77,9 @@ impl AdminState {
     /// The Prometheus text exposition of every metric.
     pub fn metrics_text(&self) -> String {
         let mut text = String::new();
-        if let Err(error) = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry) {
+        if let Err(error) =
+            prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+        {
             tracing::warn!(%error, "Encoding metrics failed.");
         }
         text
@@ -131,16 +133,24 @@ impl AdminState {
         }
         let request = Request::get(self.health_url.clone()).body(Empty::new());
         let Ok(request) = request else {
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "bad health URL", "upstream_not_ready");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "bad health URL",
+                "upstream_not_ready",
+            );
         };
-        let outcome = tokio::time::timeout(self.health_timeout, self.health_client.request(request)).await;
+        let outcome =
+            tokio::time::timeout(self.health_timeout, self.health_client.request(request)).await;
         let reason = match outcome {
             Ok(Ok(response)) if response.status().is_success() => {
                 return json_response(StatusCode::OK, &json!({ "status": "ready" }));
             }
             Ok(Ok(response)) => format!("answered {}", response.status()),
             Ok(Err(error)) => format!("failed: {}", innermost(&error)),
-            Err(_) => format!("did not answer within {}", humantime::format_duration(self.health_timeout)),
+            Err(_) => format!(
+                "did not answer within {}",
+                humantime::format_duration(self.health_timeout)
+            ),
         };
         json_error(
             StatusCode::SERVICE_UNAVAILABLE,

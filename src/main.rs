@@ -12,7 +12,11 @@ use sidewatch::mirror::Discard;
 use sidewatch::{Sidecar, telemetry};
 
 #[derive(Parser)]
-#[command(name = "sidewatch", version, about = "Inference-monitoring sidecar proxy")]
+#[command(
+    name = "sidewatch",
+    version,
+    about = "Inference-monitoring sidecar proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

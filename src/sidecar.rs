@@ -78,7 +78,9 @@ impl Sidecar {
         let proxy_addr = local_addr(&proxy_listener, config.listen);
         let admin_addr = local_addr(&admin_listener, config.admin);
 
-        let stats = Arc::new(ProxyStats::new(config.models.iter().map(|m| m.name.clone())));
+        let stats = Arc::new(ProxyStats::new(
+            config.models.iter().map(|m| m.name.clone()),
+        ));
         let (sender, workers) = if config.mirror.enabled {
             let consumers = (0..config.mirror.workers).map(|_| consumer()).collect();
             let (sender, workers) = mirror::start(config.mirror.queue, consumers);

@@ -111,8 +111,9 @@ impl RawConfig {
                     "listen" => section(&key, value.clone(), problems).map(|v| raw.listen = v),
                     "admin" => section(&key, value.clone(), problems).map(|v| raw.admin = v),
                     "upstream" => section(&key, value.clone(), problems).map(|v| raw.upstream = v),
-                    "upstream_protocol" => section(&key, value.clone(), problems)
-                        .map(|v| raw.upstream_protocol = v),
+                    "upstream_protocol" => {
+                        section(&key, value.clone(), problems).map(|v| raw.upstream_protocol = v)
+                    }
                     "health_path" => {
                         section(&key, value.clone(), problems).map(|v| raw.health_path = v)
                     }
@@ -487,8 +488,11 @@ mod tests {
             upstream: Some("http://127.0.0.1:9".into()),
             admin: Some(":9000".into()),
         };
-        let config = Config::from_yaml("listen: 0.0.0.0:1\nupstream: http://10.0.0.1:1\n", &overrides)
-            .expect("valid");
+        let config = Config::from_yaml(
+            "listen: 0.0.0.0:1\nupstream: http://10.0.0.1:1\n",
+            &overrides,
+        )
+        .expect("valid");
         assert_eq!(config.listen.to_string(), "127.0.0.1:0");
         assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:9");
         assert_eq!(config.admin.to_string(), "0.0.0.0:9000");
@@ -497,7 +501,10 @@ mod tests {
     #[test]
     fn a_missing_upstream_is_an_error() {
         let found = problems("listen: 127.0.0.1:0\n");
-        assert!(found.iter().any(|p| p.starts_with("upstream: required")), "{found:?}");
+        assert!(
+            found.iter().any(|p| p.starts_with("upstream: required")),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -86,11 +86,15 @@ pub struct Timings {
 impl Timings {
     /// Whole-request latency, if the response finished.
     pub fn total(&self) -> Option<Duration> {
-        self.done.map(|d| d.saturating_duration_since(self.received))
+        self.done
+            .map(|d| d.saturating_duration_since(self.received))
     }
 
     /// Time from sending upstream to the response head.
     pub fn time_to_first_byte(&self) -> Option<Duration> {
-        Some(self.first_byte?.saturating_duration_since(self.upstream_sent?))
+        Some(
+            self.first_byte?
+                .saturating_duration_since(self.upstream_sent?),
+        )
     }
 }

@@ -90,7 +90,10 @@ impl ProxyError {
         let mut response = Response::new(Full::new(Bytes::new()));
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from(u16::from(self.grpc_code())));
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(self.grpc_code())),
+        );
         if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.to_string())) {
             headers.insert("grpc-message", message);
         }
@@ -131,9 +134,11 @@ mod tests {
         let response = ProxyError::UpstreamTimeout(Duration::from_secs(1)).to_response(true);
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["grpc-status"], "4");
-        assert!(response.headers()["grpc-message"]
-            .to_str()
-            .is_ok_and(|m| m.contains("request_timeout")));
+        assert!(
+            response.headers()["grpc-message"]
+                .to_str()
+                .is_ok_and(|m| m.contains("request_timeout"))
+        );
     }
 
     #[test]

@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_connection_tokens_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
@@ -192,13 +195,23 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("traceparent", HeaderValue::from_static(given));
         ensure_traceparent(&mut h);
-        assert_eq!(h.get("traceparent").map(|v| v.as_bytes()), Some(given.as_bytes()));
+        assert_eq!(
+            h.get("traceparent").map(|v| v.as_bytes()),
+            Some(given.as_bytes())
+        );
 
         let mut h = HeaderMap::new();
         h.insert("traceparent", HeaderValue::from_static("garbage"));
         ensure_traceparent(&mut h);
-        let made = h.get("traceparent").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
-        assert!(is_valid_traceparent(&made), "{}", String::from_utf8_lossy(&made));
+        let made = h
+            .get("traceparent")
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
+        assert!(
+            is_valid_traceparent(&made),
+            "{}",
+            String::from_utf8_lossy(&made)
+        );
         assert!(!is_valid_traceparent(
             b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"
         ));
@@ -209,7 +222,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         append_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "http");
-        assert_eq!(h.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"10.0.0.1, 127.0.0.1"[..]));
-        assert_eq!(h.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"http"[..]));
+        assert_eq!(
+            h.get("x-forwarded-for").map(|v| v.as_bytes()),
+            Some(&b"10.0.0.1, 127.0.0.1"[..])
+        );
+        assert_eq!(
+            h.get("x-forwarded-proto").map(|v| v.as_bytes()),
+            Some(&b"http"[..])
+        );
     }
 }

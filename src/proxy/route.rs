@@ -68,7 +68,10 @@ mod tests {
     fn paths_name_their_models() {
         let routes = Routes::new(&[model("iris", None), model("llm", Some(Protocol::Openai))]);
         assert_eq!(routes.match_path("/v2/models/iris/infer"), Some(0));
-        assert_eq!(routes.match_path("/v2/models/iris/versions/2/infer"), Some(0));
+        assert_eq!(
+            routes.match_path("/v2/models/iris/versions/2/infer"),
+            Some(0)
+        );
         assert_eq!(routes.match_path("/v1/models/iris:predict"), Some(0));
         assert_eq!(routes.match_path("/v2/models/other/infer"), None);
         assert_eq!(routes.match_path("/v2/health/ready"), None);

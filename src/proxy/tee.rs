@@ -332,7 +332,9 @@ fn finish_response(
         meta.status,
         LatencySample {
             request: done.saturating_duration_since(meta.received),
-            upstream: meta.upstream_sent.map(|t| done.saturating_duration_since(t)),
+            upstream: meta
+                .upstream_sent
+                .map(|t| done.saturating_duration_since(t)),
         },
     );
     if let Some(tee) = tee.take() {

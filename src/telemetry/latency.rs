@@ -11,8 +11,8 @@ use hdrhistogram::Histogram;
 /// Upper bounds of the Prometheus buckets, in seconds: fine at the low end
 /// for proxy overhead, wide enough for slow model servers.
 pub const BUCKETS: [f64; 21] = [
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Longest latency the quantile histograms resolve (longer ones saturate).
@@ -89,7 +89,9 @@ impl LatencyStats {
         stripe.request.record(sample.request);
         if let Some(upstream) = sample.upstream {
             stripe.upstream.record(upstream);
-            stripe.overhead.record(sample.request.saturating_sub(upstream));
+            stripe
+                .overhead
+                .record(sample.request.saturating_sub(upstream));
         } else {
             stripe.overhead.record(sample.request);
         }
@@ -222,7 +224,10 @@ mod tests {
         let p50 = snap.request.quantile_seconds(0.5);
         assert!((p50 - 0.050).abs() < 0.0005, "p50 {p50}");
         let overhead = snap.overhead.quantile_seconds(0.99);
-        assert!((overhead - 0.000_05).abs() < 0.000_002, "overhead {overhead}");
+        assert!(
+            (overhead - 0.000_05).abs() < 0.000_002,
+            "overhead {overhead}"
+        );
         let buckets = snap.request.cumulative_buckets();
         let le_10ms = buckets.iter().find(|(le, _)| *le == 0.01).map(|b| b.1);
         assert_eq!(le_10ms, Some(10));

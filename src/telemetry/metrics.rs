@@ -49,7 +49,9 @@ impl ProxyStats {
     pub fn new(model_names: impl IntoIterator<Item = String>) -> Self {
         let mut models: Vec<Arc<str>> = model_names.into_iter().map(Arc::from).collect();
         models.push(Arc::from(UNKNOWN_MODEL));
-        let requests = (0..models.len() * CODES).map(|_| AtomicU64::new(0)).collect();
+        let requests = (0..models.len() * CODES)
+            .map(|_| AtomicU64::new(0))
+            .collect();
         ProxyStats {
             models,
             requests,
@@ -69,7 +71,8 @@ impl ProxyStats {
     /// Counts a finished request and records its latencies.
     pub fn record_request(&self, model: usize, status: u16, sample: LatencySample) {
         let model = model.min(self.unknown_model());
-        let code = usize::from(status.clamp(FIRST_CODE, FIRST_CODE + CODES as u16 - 1) - FIRST_CODE);
+        let code =
+            usize::from(status.clamp(FIRST_CODE, FIRST_CODE + CODES as u16 - 1) - FIRST_CODE);
         self.requests[model * CODES + code].fetch_add(1, Ordering::Relaxed);
         self.latency.record(sample);
     }
@@ -101,7 +104,10 @@ impl ProxyStats {
 
     /// Total requests answered, over all models and codes.
     pub fn requests_total(&self) -> u64 {
-        self.requests.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.requests
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Requests answered with `status` for model label `model`.
@@ -216,7 +222,10 @@ impl Collector for ProxyStats {
             None,
             MetricType::Counter,
         )?;
-        metric.encode_counter::<NoLabelSet, _, f64>(&self.bodies_too_large.load(Ordering::Relaxed), None)
+        metric.encode_counter::<NoLabelSet, _, f64>(
+            &self.bodies_too_large.load(Ordering::Relaxed),
+            None,
+        )
     }
 }
 
@@ -232,8 +241,7 @@ impl Collector for BuildInfo {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(1i64).encode(
-            family.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?,
-        )
+        ConstGauge::new(1i64)
+            .encode(family.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)
     }
 }
