@@ -243,10 +243,10 @@ fn section<T: DeserializeOwned>(
         Ok(v) => Some(v),
         Err(e) => {
             let inner = e.path().to_string();
-            let path = if inner == "." || inner.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{key}.{inner}")
+            let path = match inner.as_str() {
+                "." | "" => key.to_owned(),
+                index if index.starts_with('[') => format!("{key}{index}"),
+                field => format!("{key}.{field}"),
             };
             problems.push(Problem::new(path, e.into_inner().to_string()));
             None

@@ -190,18 +190,13 @@ impl Series {
         self.hdr.max() as f64 / 1e6
     }
 
-    /// Cumulative Prometheus buckets `(le, count)`, excluding `+Inf`.
-    pub fn cumulative_buckets(&self) -> Vec<(f64, u64)> {
-        let mut total = 0;
-        let mut out: Vec<(f64, u64)> = BUCKETS
-            .iter()
-            .zip(self.buckets)
-            .map(|(&le, n)| {
-                total += n;
-                (le, total)
-            })
-            .collect();
-        out.push((f64::INFINITY, self.count()));
+    /// Per-bucket counts `(le, count)` ending with `+Inf`, in the form the
+    /// encoder expects: it accumulates them into Prometheus' cumulative `le`
+    /// series itself.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        let mut out: Vec<(f64, u64)> = BUCKETS.iter().copied().zip(self.buckets).collect();
+        let bounded: u64 = self.buckets.iter().sum();
+        out.push((f64::INFINITY, self.count().saturating_sub(bounded)));
         out
     }
 }
@@ -228,10 +223,14 @@ mod tests {
             (overhead - 0.000_05).abs() < 0.000_002,
             "overhead {overhead}"
         );
-        let buckets = snap.request.cumulative_buckets();
-        let le_10ms = buckets.iter().find(|(le, _)| *le == 0.01).map(|b| b.1);
-        assert_eq!(le_10ms, Some(10));
-        assert_eq!(buckets.last().map(|b| b.1), Some(100));
+        let buckets = snap.request.buckets();
+        let up_to_10ms: u64 = buckets
+            .iter()
+            .filter(|(le, _)| *le <= 0.01)
+            .map(|b| b.1)
+            .sum();
+        assert_eq!(up_to_10ms, 10);
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 100);
         assert!((snap.request.sum_seconds() - 5.05).abs() < 1e-9);
     }
 

@@ -135,7 +135,7 @@ fn encode_histogram(
     metric.encode_histogram::<NoLabelSet>(
         series.sum_seconds(),
         series.count(),
-        &series.cumulative_buckets(),
+        &series.buckets(),
         None,
     )
 }

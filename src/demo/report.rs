@@ -1,0 +1,237 @@
+//! What the demo prints: the addresses to try, one line per second while
+//! traffic flows, and a summary at the end.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::Sidecar;
+use crate::sidecar::ShutdownReport;
+use crate::telemetry::latency::Series;
+
+use super::Tally;
+use super::model::{CLASSES, MODEL_NAME};
+use super::traffic::{self, CLIENTS, PHASES, RATE, TrafficStats};
+
+/// The per-second view; remembers the previous line for the rate.
+#[derive(Debug)]
+pub struct Live {
+    duration: Duration,
+    last_requests: u64,
+    last_elapsed: Duration,
+}
+
+// === impl Live ===
+
+impl Live {
+    /// Starts a view of a run lasting `duration`.
+    pub fn new(duration: Duration) -> Self {
+        Live {
+            duration,
+            last_requests: 0,
+            last_elapsed: Duration::ZERO,
+        }
+    }
+
+    /// The line for the moment `elapsed` into the run.
+    pub fn line(
+        &mut self,
+        elapsed: Duration,
+        sidecar: &Sidecar,
+        traffic: &TrafficStats,
+        tally: &Tally,
+    ) -> String {
+        let requests = traffic.requests();
+        let window = elapsed.saturating_sub(self.last_elapsed).as_secs_f64();
+        let rate = if window > 0.0 {
+            requests.saturating_sub(self.last_requests) as f64 / window
+        } else {
+            0.0
+        };
+        self.last_requests = requests;
+        self.last_elapsed = elapsed;
+        // Quantiles cover the whole run so far: a steadier read than one second's worth.
+        let overhead = sidecar.stats().latency().overhead;
+        format!(
+            "{:>5.1}s  {:<9} requests {:>6}  {:>4.0} req/s  errors {}  overhead p50 {:>4.0}µs p99 {:>5.0}µs  mirrored {:>6}",
+            elapsed.as_secs_f64(),
+            traffic::phase_at(elapsed, self.duration).name,
+            requests,
+            rate,
+            traffic.errors(),
+            overhead.quantile_seconds(0.5) * 1e6,
+            overhead.quantile_seconds(0.99) * 1e6,
+            tally.exchanges(),
+        )
+    }
+}
+
+/// What runs where, printed before the traffic starts.
+pub fn banner(sidecar: &Sidecar, model: SocketAddr, duration: Duration) -> String {
+    let proxy = sidecar.proxy_addr();
+    let phases: Vec<String> = PHASES
+        .iter()
+        .map(|p| format!("{} {:.0}%", p.name, p.share * 100.0))
+        .collect();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "sidewatch demo: {CLIENTS} clients -> sidecar -> {MODEL_NAME} model (KServe v2), ~{RATE:.0} req/s for {}",
+        humantime::format_duration(duration)
+    );
+    let _ = writeln!(out, "  model server  http://{model}");
+    let _ = writeln!(
+        out,
+        "  proxy         http://{proxy}/v2/models/{MODEL_NAME}/infer"
+    );
+    out.push_str(&admin_urls(sidecar.admin_addr()));
+    let _ = writeln!(
+        out,
+        "  try           curl -s http://{proxy}/v2/models/{MODEL_NAME}/infer \\\n                  -d '{{\"inputs\":[{{\"name\":\"input\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[5.1,3.5,1.4,0.2]}}]}}'"
+    );
+    let _ = write!(
+        out,
+        "  phases        {}\nCtrl-C ends the traffic early.",
+        phases.join(", ")
+    );
+    out
+}
+
+/// The end-of-run report; `elapsed` is how long the traffic ran.
+pub fn summary(
+    elapsed: Duration,
+    sidecar: &Sidecar,
+    traffic: &TrafficStats,
+    tally: &Tally,
+) -> String {
+    let mut out = String::from("\nsummary\n");
+    let requests = traffic.requests();
+    let seconds = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+    let _ = writeln!(
+        out,
+        "  requests      {requests} in {seconds:.1}s ({:.1} req/s), {} rows, {} errors",
+        requests as f64 / seconds,
+        traffic.rows(),
+        traffic.errors(),
+    );
+    let latency = sidecar.stats().latency();
+    let _ = writeln!(
+        out,
+        "  latency       request  {}",
+        quantiles(&latency.request)
+    );
+    let _ = writeln!(
+        out,
+        "                overhead {}",
+        quantiles(&latency.overhead)
+    );
+
+    let predicted = traffic.predicted();
+    let total: u64 = predicted.iter().sum();
+    let classes: Vec<String> = CLASSES
+        .iter()
+        .zip(predicted)
+        .map(|(name, n)| format!("{name} {n} ({:.1}%)", percent(n, total)))
+        .collect();
+    let _ = writeln!(out, "  predictions   {}", classes.join(", "));
+    let _ = writeln!(
+        out,
+        "                {:.1}% match the species each row was drawn from",
+        percent(traffic.agreed(), total)
+    );
+
+    match sidecar.mirror_stats() {
+        Some(mirror) => {
+            let dropped: Vec<String> = mirror
+                .dropped_by_reason()
+                .filter(|(_, n)| *n > 0)
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            let dropped_total: u64 = mirror.dropped_by_reason().map(|(_, n)| n).sum();
+            let _ = write!(
+                out,
+                "  mirror        offered {}, consumed {}, dropped {dropped_total}",
+                mirror.offered(),
+                mirror.consumed(),
+            );
+            if !dropped.is_empty() {
+                let _ = write!(out, " ({})", dropped.join(", "));
+            }
+            let _ = writeln!(
+                out,
+                "\n                the demo consumer saw {} exchanges, {:.1} KiB of bodies",
+                tally.exchanges(),
+                tally.body_bytes() as f64 / 1024.0
+            );
+        }
+        None => out.push_str("  mirror        off\n"),
+    }
+    out.push_str(&admin_urls(sidecar.admin_addr()));
+    out
+}
+
+/// The last line, after everything stopped.
+pub fn stopped(report: ShutdownReport) -> String {
+    format!(
+        "stopped: {} connections cut, mirror {}",
+        report.connections_cut,
+        if report.mirror_flushed {
+            "flushed"
+        } else {
+            "not fully flushed"
+        }
+    )
+}
+
+fn admin_urls(admin: SocketAddr) -> String {
+    format!(
+        "  admin         http://{admin}/metrics\n                http://{admin}/v1/stats\n                http://{admin}/readyz\n"
+    )
+}
+
+fn quantiles(series: &Series) -> String {
+    format!(
+        "p50 {:<8} p99 {:<8} max {}",
+        human(series.quantile_seconds(0.5)),
+        human(series.quantile_seconds(0.99)),
+        human(series.max_seconds())
+    )
+}
+
+/// Seconds in the unit that reads best at that size.
+fn human(seconds: f64) -> String {
+    if seconds < 1e-3 {
+        format!("{:.0}µs", seconds * 1e6)
+    } else if seconds < 1.0 {
+        format!("{:.2}ms", seconds * 1e3)
+    } else {
+        format!("{seconds:.2}s")
+    }
+}
+
+fn percent(part: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / total as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_read_in_a_fitting_unit() {
+        assert_eq!(human(0.000_085), "85µs");
+        assert_eq!(human(0.001_234), "1.23ms");
+        assert_eq!(human(2.5), "2.50s");
+        assert_eq!(human(0.0), "0µs");
+    }
+
+    #[test]
+    fn percentages_survive_an_empty_run() {
+        assert_eq!(percent(0, 0), 0.0);
+        assert_eq!(percent(1, 4), 25.0);
+    }
+}

@@ -1,0 +1,392 @@
+//! The demo's traffic: a few keep-alive clients sending iris-like rows to
+//! the model through the sidecar at a steady rate, one phase after another.
+
+use std::f64::consts::TAU;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Deserialize;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::model::{CLASSES, FEATURES, MODEL_NAME};
+
+/// Concurrent clients, each with its own connection and request loop.
+pub const CLIENTS: usize = 8;
+/// Requests per second over all clients: a steady service load that is
+/// easy to follow, not a benchmark.
+pub const RATE: f64 = 200.0;
+/// Makes every run send the same rows.
+const SEED: u64 = 0x1a15_5eed;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Share of requests that carry a small batch instead of a single row.
+const BATCH_SHARE: f64 = 0.15;
+const MAX_BATCH: usize = 4;
+/// Measurements are positive; the Gaussian tails are not.
+const MIN_MEASUREMENT: f64 = 0.1;
+
+/// Mean and standard deviation per species of Fisher's measurements (cm),
+/// in [`FEATURES`] order. Sampling features independently ignores their
+/// correlation, which still looks like iris to the model and the detectors.
+const SPECIES: [([f64; 4], [f64; 4]); 3] = [
+    ([5.006, 3.428, 1.462, 0.246], [0.352, 0.379, 0.174, 0.105]),
+    ([5.936, 2.770, 4.260, 1.326], [0.516, 0.314, 0.470, 0.198]),
+    ([6.588, 2.974, 5.552, 2.026], [0.636, 0.322, 0.552, 0.275]),
+];
+
+/// A stretch of the run with its own input distribution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Phase {
+    /// Shown in the live view.
+    pub name: &'static str,
+    /// Fraction of the run; the shares of all phases add up to 1.
+    pub share: f64,
+    /// Added to every sampled row (cm), in [`FEATURES`] order.
+    pub shift: [f64; FEATURES.len()],
+}
+
+/// The phases, in order.
+pub const PHASES: [Phase; 1] = [Phase {
+    name: "baseline",
+    share: 1.0,
+    shift: [0.0; FEATURES.len()],
+}];
+
+/// Counters the clients write and the live view reads.
+#[derive(Debug, Default)]
+pub struct TrafficStats {
+    /// Finished requests, successful or not.
+    requests: AtomicU64,
+    errors: AtomicU64,
+    /// Rows in successful requests.
+    rows: AtomicU64,
+    predicted: [AtomicU64; CLASSES.len()],
+    /// Predictions equal to the species the row was drawn from.
+    agreed: AtomicU64,
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Rows of one request and the species each was drawn from.
+#[derive(Debug, Clone, PartialEq)]
+struct Batch {
+    species: Vec<usize>,
+    values: Vec<f64>,
+}
+
+// === impl TrafficStats ===
+
+impl TrafficStats {
+    /// Finished requests, successful or not.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests that failed or got an unusable answer.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Rows answered.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Predictions per class, in [`CLASSES`] order.
+    pub fn predicted(&self) -> [u64; CLASSES.len()] {
+        std::array::from_fn(|i| self.predicted[i].load(Ordering::Relaxed))
+    }
+
+    /// Predictions that matched the species the row was drawn from.
+    pub fn agreed(&self) -> u64 {
+        self.agreed.load(Ordering::Relaxed)
+    }
+
+    fn record_success(&self, species: &[usize], predicted: &[usize]) {
+        for (&truth, &class) in species.iter().zip(predicted) {
+            self.predicted[class].fetch_add(1, Ordering::Relaxed);
+            if truth == class {
+                self.agreed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.rows.fetch_add(species.len() as u64, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns how many errors came before this one.
+    fn record_error(&self) -> u64 {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.errors.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The phase in force after `elapsed` of a run lasting `total`.
+pub fn phase_at(elapsed: Duration, total: Duration) -> &'static Phase {
+    let fraction = elapsed.as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
+    let mut end = 0.0;
+    for phase in &PHASES {
+        end += phase.share;
+        if fraction < end {
+            return phase;
+        }
+    }
+    &PHASES[PHASES.len() - 1]
+}
+
+/// Sends infer requests through the proxy at `proxy` for `duration`.
+pub async fn run(
+    proxy: SocketAddr,
+    duration: Duration,
+    stats: Arc<TrafficStats>,
+) -> anyhow::Result<()> {
+    let uri: Uri = format!("http://{proxy}/v2/models/{MODEL_NAME}/infer")
+        .parse()
+        .context("the proxy address does not make a valid URI")?;
+    let start = Instant::now();
+    // A JoinSet aborts the clients when this future is dropped or aborted
+    // (Ctrl-C in the demo), where plain spawned tasks would keep sending.
+    let mut clients = JoinSet::new();
+    for id in 0..CLIENTS {
+        clients.spawn(send_loop(
+            id,
+            http_client(),
+            uri.clone(),
+            start,
+            duration,
+            stats.clone(),
+        ));
+    }
+    while let Some(joined) = clients.join_next().await {
+        joined.context("a traffic client failed")?;
+    }
+    Ok(())
+}
+
+/// One client's own pool, so that each client holds its own keep-alive
+/// connection to the proxy as separate callers would.
+fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(1)
+        .build(connector)
+}
+
+async fn send_loop(
+    id: usize,
+    client: HttpClient,
+    uri: Uri,
+    start: Instant,
+    duration: Duration,
+    stats: Arc<TrafficStats>,
+) {
+    let mut rng = fastrand::Rng::with_seed(SEED.wrapping_add(id as u64));
+    let period = Duration::from_secs_f64(CLIENTS as f64 / RATE);
+    // Staggered so that the clients do not fire in lockstep.
+    let first = start + period.mul_f64(id as f64 / CLIENTS as f64);
+    let mut ticks = tokio::time::interval_at(first, period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let deadline = start + duration;
+    for sequence in 0u64.. {
+        if ticks.tick().await >= deadline || Instant::now() >= deadline {
+            break;
+        }
+        let batch = sample_batch(&mut rng, phase_at(start.elapsed(), duration));
+        let body = request_body(&format!("demo-{id}-{sequence}"), &batch);
+        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, call(&client, &uri, body)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow::anyhow!("no response within {REQUEST_TIMEOUT:?}")),
+        };
+        match outcome {
+            Ok(predicted) if predicted.len() == batch.species.len() => {
+                stats.record_success(&batch.species, &predicted);
+            }
+            Ok(predicted) => {
+                let error = format!(
+                    "{} rows sent, {} predictions received",
+                    batch.species.len(),
+                    predicted.len()
+                );
+                log_error(stats.record_error(), &error);
+            }
+            Err(error) => log_error(stats.record_error(), &format!("{error:#}")),
+        }
+    }
+}
+
+fn log_error(earlier: u64, error: &str) {
+    // The first few explain the problem; the rest would only bury the live view.
+    if earlier < 3 {
+        tracing::warn!(%error, "Demo request failed.");
+    } else {
+        tracing::debug!(%error, "Demo request failed.");
+    }
+}
+
+fn sample_batch(rng: &mut fastrand::Rng, phase: &Phase) -> Batch {
+    let rows = if rng.f64() < BATCH_SHARE {
+        rng.usize(2..=MAX_BATCH)
+    } else {
+        1
+    };
+    let mut batch = Batch {
+        species: Vec::with_capacity(rows),
+        values: Vec::with_capacity(rows * FEATURES.len()),
+    };
+    for _ in 0..rows {
+        let species = rng.usize(..SPECIES.len());
+        let (mean, std_dev) = SPECIES[species];
+        batch.species.push(species);
+        for f in 0..FEATURES.len() {
+            let x = mean[f] + phase.shift[f] + std_dev[f] * standard_normal(rng);
+            // Fisher measured to the millimetre; rounding keeps bodies short too.
+            batch
+                .values
+                .push((x.max(MIN_MEASUREMENT) * 10.0).round() / 10.0);
+        }
+    }
+    batch
+}
+
+/// Box-Muller; `1 - u` keeps the logarithm away from zero.
+fn standard_normal(rng: &mut fastrand::Rng) -> f64 {
+    let u = 1.0 - rng.f64();
+    let v = rng.f64();
+    (-2.0 * u.ln()).sqrt() * (TAU * v).cos()
+}
+
+fn request_body(id: &str, batch: &Batch) -> Bytes {
+    let body = serde_json::json!({
+        "id": id,
+        "inputs": [{
+            "name": "input",
+            "shape": [batch.species.len(), FEATURES.len()],
+            "datatype": "FP32",
+            "data": batch.values,
+        }],
+    });
+    Bytes::from(body.to_string())
+}
+
+async fn call(client: &HttpClient, uri: &Uri, body: Bytes) -> anyhow::Result<Vec<usize>> {
+    let request = Request::post(uri.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .context("cannot build the request")?;
+    let response = client.request(request).await.context("request failed")?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("the response body broke off")?
+        .to_bytes();
+    if !status.is_success() {
+        let excerpt = String::from_utf8_lossy(&body[..body.len().min(200)]);
+        bail!("status {status}: {excerpt}");
+    }
+    predicted_classes(&body)
+}
+
+/// The `predicted_class` output of an infer response.
+fn predicted_classes(body: &[u8]) -> anyhow::Result<Vec<usize>> {
+    #[derive(Deserialize)]
+    struct Response {
+        outputs: Vec<Output>,
+    }
+    #[derive(Deserialize)]
+    struct Output {
+        name: String,
+        data: serde_json::Value,
+    }
+    let response: Response =
+        serde_json::from_slice(body).context("the response is not an infer response")?;
+    let output = response
+        .outputs
+        .into_iter()
+        .find(|o| o.name == "predicted_class")
+        .context("the response has no predicted_class output")?;
+    let classes: Vec<usize> =
+        serde_json::from_value(output.data).context("predicted_class is not a list of classes")?;
+    if let Some(bad) = classes.iter().find(|&&c| c >= CLASSES.len()) {
+        bail!("predicted class {bad} does not exist");
+    }
+    Ok(classes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_sends_the_same_rows() {
+        let mut a = fastrand::Rng::with_seed(7);
+        let mut b = fastrand::Rng::with_seed(7);
+        for _ in 0..20 {
+            assert_eq!(
+                sample_batch(&mut a, &PHASES[0]),
+                sample_batch(&mut b, &PHASES[0])
+            );
+        }
+    }
+
+    #[test]
+    fn rows_look_like_their_species() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut sums = [[0.0; 4]; 3];
+        let mut counts = [0usize; 3];
+        let mut batched = 0;
+        for _ in 0..5000 {
+            let batch = sample_batch(&mut rng, &PHASES[0]);
+            batched += usize::from(batch.species.len() > 1);
+            for (row, &species) in batch.values.chunks_exact(4).zip(&batch.species) {
+                counts[species] += 1;
+                for (sum, x) in sums[species].iter_mut().zip(row) {
+                    assert!(*x >= MIN_MEASUREMENT);
+                    *sum += x;
+                }
+            }
+        }
+        assert!((500..1000).contains(&batched), "{batched} batched requests");
+        for (species, (mean, _)) in SPECIES.iter().enumerate() {
+            for f in 0..4 {
+                let sample_mean = sums[species][f] / counts[species] as f64;
+                assert!(
+                    (sample_mean - mean[f]).abs() < 0.05,
+                    "species {species} feature {f}: {sample_mean}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_run_starts_and_ends_in_a_phase() {
+        let total = Duration::from_secs(30);
+        assert_eq!(phase_at(Duration::ZERO, total).name, "baseline");
+        assert_eq!(phase_at(total, total).name, "baseline");
+        let shares: f64 = PHASES.iter().map(|p| p.share).sum();
+        assert!((shares - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn predictions_are_read_from_the_response() {
+        let body = br#"{"model_name":"iris","outputs":[{"name":"probabilities","data":[0.9,0.1,0.0]},{"name":"predicted_class","data":[0,2]}]}"#;
+        assert_eq!(predicted_classes(body).expect("valid"), vec![0, 2]);
+        assert!(predicted_classes(br#"{"outputs":[]}"#).is_err());
+        assert!(
+            predicted_classes(br#"{"outputs":[{"name":"predicted_class","data":[3]}]}"#).is_err()
+        );
+        assert!(predicted_classes(b"<html>").is_err());
+    }
+}

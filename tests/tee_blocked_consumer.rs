@@ -1,0 +1,158 @@
+//! A consumer that blocks forever must not slow the proxy: 5,000 requests
+//! keep throughput and p99 within 10% of a run with a no-op consumer, and
+//! every exchange that did not fit the queue is counted as dropped.
+//!
+//! Both sidecars run side by side in this one process, and in each round
+//! the two loads run at the same time, so whatever else the machine is
+//! doing hits both alike; the comparison uses the median over rounds.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use sidewatch::mirror::{Consumer, Discard, DropReason};
+use sidewatch::{Exchange, Sidecar};
+
+const REQUESTS: usize = 5_000;
+const CONCURRENCY: usize = 8;
+const ROUNDS: usize = 5;
+const QUEUE: usize = 64;
+
+/// Blocks on its first exchange until the test drops the sender.
+struct Blocked(std::sync::mpsc::Receiver<()>);
+
+impl Consumer for Blocked {
+    fn consume(&mut self, _exchange: Exchange) {
+        let _ = self.0.recv();
+    }
+}
+
+struct Run {
+    throughput: f64,
+    p99: Duration,
+}
+
+async fn load(sidecar: &Sidecar) -> Run {
+    let client = http1_client::<Full<Bytes>>();
+    let url: http::Uri = format!("http://{}/v2/models/m/infer", sidecar.proxy_addr())
+        .parse()
+        .expect("uri");
+    let body = Bytes::from(vec![b'x'; 1024]);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, url, body, next) =
+                (client.clone(), url.clone(), body.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < REQUESTS {
+                    let t = Instant::now();
+                    let request = Request::post(url.clone())
+                        .body(Full::new(body.clone()))
+                        .expect("request");
+                    let response = tokio::time::timeout(DEADLINE, client.request(request))
+                        .await
+                        .expect("the proxy answered without waiting for the consumer")
+                        .expect("response");
+                    assert_eq!(response.status(), 200);
+                    response.into_body().collect().await.expect("body");
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(REQUESTS);
+    for task in tasks {
+        latencies.extend(task.await.expect("load task"));
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Run {
+        throughput: REQUESTS as f64 / elapsed.as_secs_f64(),
+        p99: latencies[latencies.len() * 99 / 100],
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_consumer_does_not_slow_requests_and_drops_are_counted() {
+    let upstream =
+        ok_upstream(r#"{"outputs":[{"name":"p","shape":[1],"datatype":"FP32","data":[0.5]}]}"#)
+            .await;
+    let extra = format!("mirror: {{ queue: {QUEUE} }}\n");
+    let noop = Sidecar::start(&config(upstream.addr, &extra), || Box::new(Discard))
+        .await
+        .expect("no-op sidecar");
+    let (release, blocked_rx) = std::sync::mpsc::channel();
+    let mut blocked_rx = Some(blocked_rx);
+    let blocked = Sidecar::start(&config(upstream.addr, &extra), move || {
+        Box::new(Blocked(blocked_rx.take().expect("one mirror worker")))
+    })
+    .await
+    .expect("blocked sidecar");
+
+    // Warm both: connection pools, allocator, the upstream.
+    tokio::join!(load(&noop), load(&blocked));
+
+    let (mut noop_runs, mut blocked_runs) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let (a, b) = tokio::join!(load(&noop), load(&blocked));
+        noop_runs.push(a);
+        blocked_runs.push(b);
+    }
+    let throughput = |runs: &[Run]| median(runs.iter().map(|r| r.throughput).collect());
+    let p99 = |runs: &[Run]| median(runs.iter().map(|r| r.p99.as_secs_f64()).collect());
+    let throughput_ratio = throughput(&blocked_runs) / throughput(&noop_runs);
+    let p99_ratio = p99(&blocked_runs) / p99(&noop_runs);
+    println!(
+        "no-op: {:.0} req/s p99 {:.3} ms; blocked: {:.0} req/s p99 {:.3} ms; ratios: throughput {throughput_ratio:.3}, p99 {p99_ratio:.3}",
+        throughput(&noop_runs),
+        p99(&noop_runs) * 1e3,
+        throughput(&blocked_runs),
+        p99(&blocked_runs) * 1e3,
+    );
+    assert!(
+        throughput_ratio >= 0.9,
+        "blocked consumer cut throughput to {throughput_ratio:.3}x"
+    );
+    assert!(
+        p99_ratio <= 1.1,
+        "blocked consumer raised p99 to {p99_ratio:.3}x"
+    );
+
+    // One exchange is stuck in the consumer, QUEUE wait behind it, and
+    // every other one was dropped and counted.
+    let mirror = blocked.mirror_stats().expect("tee on").clone();
+    let offered = ((ROUNDS + 1) * REQUESTS) as u64;
+    wait_until("every exchange is offered", || {
+        let mirror = mirror.clone();
+        async move { mirror.offered() == offered }
+    })
+    .await;
+    assert_eq!(mirror.queue_depth(), QUEUE);
+    assert_eq!(
+        mirror.dropped(DropReason::QueueFull),
+        offered - QUEUE as u64 - 1
+    );
+    let (_, metrics) = admin_get(&blocked, "/metrics").await;
+    let line = format!(
+        "sidewatch_mirror_dropped_total{{reason=\"queue_full\"}} {}",
+        offered - QUEUE as u64 - 1
+    );
+    assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+
+    drop(release);
+    assert!(blocked.shutdown().await.mirror_flushed);
+    noop.shutdown().await;
+}
