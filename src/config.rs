@@ -65,7 +65,8 @@ pub enum UpstreamProtocol {
 /// Request and connection limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest request body accepted, in bytes; larger ones get 413.
+    /// Largest request body accepted, in bytes; larger ones get 413. For
+    /// gRPC it caps each message, since streams may carry any number.
     pub max_body: u64,
     /// Longest wait for the upstream's response head before answering 504.
     pub request_timeout: Duration,

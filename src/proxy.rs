@@ -8,6 +8,7 @@
 pub mod error;
 pub mod handler;
 pub mod headers;
+pub mod limit;
 pub mod listener;
 pub mod route;
 pub mod tee;

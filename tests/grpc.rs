@@ -514,3 +514,51 @@ async fn tee_copies_grpc_frames_and_trailers() {
     .await;
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn max_body_caps_each_grpc_message_not_the_whole_stream() {
+    const ROUNDS: u32 = 40;
+    let upstream = start_upstream(false).await;
+    // 40 messages of ~20 bytes are ~800 bytes in all, four times the limit.
+    let (sidecar, _exchanges) = start_sidecar(upstream.addr, "limits: { max_body: 200 }\n").await;
+    within_deadline(async {
+        let mut client = connect(&sidecar).await;
+        let (requests, outbound) = mpsc::channel(1);
+        let ping = |i: u32| request(&format!("ping {i:04}"), 0, 0);
+        requests
+            .send(ping(0))
+            .await
+            .expect("queue the first request");
+        let mut replies = client
+            .bidi(ReceiverStream::new(outbound))
+            .await
+            .expect("bidi call starts")
+            .into_inner();
+        for i in 0..ROUNDS {
+            let next = replies
+                .message()
+                .await
+                .expect("a stream longer than max_body goes on");
+            assert_eq!(next, Some(reply(&format!("ping {i:04}"), i)));
+            if i + 1 < ROUNDS {
+                requests
+                    .send(ping(i + 1))
+                    .await
+                    .expect("the call is still open");
+            }
+        }
+        drop(requests);
+        assert_ends_ok(&mut replies).await;
+
+        // One message over the limit is refused.
+        let big = request(&"x".repeat(300), 0, 0);
+        let status = client
+            .unary(big)
+            .await
+            .expect_err("an oversized message is refused");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("max_body"), "{status:?}");
+    })
+    .await;
+    sidecar.shutdown().await;
+}

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use hyper::body::Incoming;
 use super::Shared;
 use super::error::{BodyTooLarge, ProxyError};
 use super::headers;
+use super::limit::BodyLimit;
 use super::tee::{ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
 use crate::mirror::{RequestHead, ResponseHead};
 
@@ -57,11 +59,12 @@ pub async fn handle(
         received,
         upstream_sent: None,
         first_byte: None,
+        overhead: None,
         proxy_error: None,
     };
 
     let limit = shared.limits.max_body;
-    if headers::content_length(&parts.headers).is_some_and(|n| n > limit) {
+    if !grpc && headers::content_length(&parts.headers).is_some_and(|n| n > limit) {
         // Refuse before anything reaches the upstream; the unread body is
         // dropped and hyper closes the connection.
         drop(body);
@@ -82,12 +85,17 @@ pub async fn handle(
     headers::append_forwarded(&mut parts.headers, client.ip(), "http");
 
     let tee = cell.clone().map(|c| (shared.max_payload, c));
-    let upstream_request = Request::from_parts(parts, RequestTap::new(body, limit, tee));
+    // Only gRPC goes over h2, where a refused body comes back as a bare
+    // stream reset; HTTP/1.1 keeps the error, so plain requests skip this.
+    let refused = grpc.then(|| Arc::new(AtomicBool::new(false)));
+    let body = RequestTap::new(body, BodyLimit::new(limit, grpc), refused.clone(), tee);
+    let upstream_request = Request::from_parts(parts, body);
     let upstream_sent = Instant::now();
     meta.upstream_sent = Some(upstream_sent);
     match shared.upstream.send(upstream_request, grpc).await {
         Ok(response) => {
-            meta.first_byte = Some(Instant::now());
+            let first_byte = Instant::now();
+            meta.first_byte = Some(first_byte);
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             if !parts.headers.contains_key(&headers::X_REQUEST_ID) {
@@ -103,8 +111,15 @@ pub async fn handle(
                 };
                 (shared.max_payload, cell, head)
             });
+            meta.overhead =
+                Some(upstream_sent.saturating_duration_since(received) + first_byte.elapsed());
             let body = ResponseTap::new(Either::Left(body), meta, tee);
             Ok(Response::from_parts(parts, body))
+        }
+        Err((_, _)) if refused.is_some_and(|r| r.load(Ordering::Acquire)) => {
+            shared.stats.record_body_too_large();
+            let error = ProxyError::BodyTooLarge(BodyTooLarge { limit });
+            Ok(synthetic(&shared, error, grpc, meta, cell, &request_id))
         }
         Err((error, kind)) => {
             match kind {
@@ -132,6 +147,10 @@ fn synthetic(
         .insert(headers::X_REQUEST_ID.clone(), request_id.clone());
     meta.status = parts.status.as_u16();
     meta.proxy_error = Some(error.kind());
+    // Waiting on a failed upstream is upstream time; only what came before is ours.
+    meta.overhead = meta
+        .upstream_sent
+        .map(|sent| sent.saturating_duration_since(meta.received));
     let tee = cell.map(|cell| {
         let head = ResponseHead {
             status: parts.status,

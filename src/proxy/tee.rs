@@ -9,6 +9,7 @@
 //! waits for monitoring.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -18,7 +19,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::error::BodyTooLarge;
+use super::limit::BodyLimit;
 use crate::mirror::{BodyCopy, Exchange, MirrorSender, RequestHead, ResponseHead, Timings};
 use crate::telemetry::{LatencySample, ProxyStats};
 
@@ -64,8 +65,8 @@ pin_project! {
     pub struct RequestTap<B> {
         #[pin]
         inner: B,
-        limit: u64,
-        seen: u64,
+        limit: BodyLimit,
+        refused: Option<Arc<AtomicBool>>,
         capture: Option<(Capture, Arc<ExchangeCell>)>,
     }
 
@@ -94,6 +95,9 @@ pub struct ResponseMeta {
     pub upstream_sent: Option<Instant>,
     /// When the upstream's head arrived, if it did.
     pub first_byte: Option<Instant>,
+    /// The proxy's own handling time, outside the upstream call and socket
+    /// I/O; `None` for answers the proxy made itself (then all of it counts).
+    pub overhead: Option<std::time::Duration>,
     /// Set when the proxy answered itself.
     pub proxy_error: Option<&'static str>,
 }
@@ -223,12 +227,19 @@ impl Drop for ExchangeCell {
 
 impl<B: Body> RequestTap<B> {
     /// Wraps a request body; `tee` carries the copy limit and the cell.
-    pub fn new(inner: B, limit: u64, tee: Option<(usize, Arc<ExchangeCell>)>) -> Self {
+    /// `refused` is raised when the limit trips, for callers whose
+    /// transport does not carry the body error back (HTTP/2 resets).
+    pub fn new(
+        inner: B,
+        limit: BodyLimit,
+        refused: Option<Arc<AtomicBool>>,
+        tee: Option<(usize, Arc<ExchangeCell>)>,
+    ) -> Self {
         let hint = inner.size_hint().exact();
         RequestTap {
             inner,
             limit,
-            seen: 0,
+            refused,
             capture: tee.map(|(max, cell)| (Capture::new(max, hint), cell)),
         }
     }
@@ -263,13 +274,14 @@ where
             }
         };
         if let Some(data) = frame.data_ref() {
-            *this.seen += data.len() as u64;
-            if *this.seen > *this.limit {
-                let limit = *this.limit;
+            if let Err(too_large) = this.limit.check(data) {
+                if let Some(refused) = this.refused {
+                    refused.store(true, Ordering::Release);
+                }
                 if let Some((capture, cell)) = this.capture.take() {
                     let _ = cell.request_body.set(capture.finish(false));
                 }
-                return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
+                return Poll::Ready(Some(Err(Box::new(too_large))));
             }
             if let Some((capture, _)) = this.capture.as_mut() {
                 capture.push(data);
@@ -335,6 +347,9 @@ fn finish_response(
             upstream: meta
                 .upstream_sent
                 .map(|t| done.saturating_duration_since(t)),
+            overhead: meta
+                .overhead
+                .unwrap_or_else(|| done.saturating_duration_since(meta.received)),
         },
     );
     if let Some(tee) = tee.take() {

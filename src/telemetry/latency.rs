@@ -31,6 +31,8 @@ pub struct LatencySample {
     pub request: Duration,
     /// Time spent in the upstream call; `None` when the upstream was not reached.
     pub upstream: Option<Duration>,
+    /// The proxy's own handling time (see `sidewatch_proxy_overhead_seconds`).
+    pub overhead: Duration,
 }
 
 /// Latency distributions of the proxy, striped for contention-free recording.
@@ -54,7 +56,7 @@ pub struct LatencySnapshot {
     pub request: Series,
     /// The upstream call.
     pub upstream: Series,
-    /// Time added by the proxy: request minus upstream.
+    /// The proxy's own handling time.
     pub overhead: Series,
 }
 
@@ -212,6 +214,7 @@ mod tests {
             stats.record(LatencySample {
                 request: Duration::from_millis(ms),
                 upstream: Some(Duration::from_millis(ms) - Duration::from_micros(50)),
+                overhead: Duration::from_micros(50),
             });
         }
         let snap = stats.snapshot();
@@ -245,6 +248,7 @@ mod tests {
                         stats.record(LatencySample {
                             request: Duration::from_micros(200),
                             upstream: None,
+                            overhead: Duration::from_micros(200),
                         });
                     }
                 })

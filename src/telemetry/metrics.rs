@@ -179,7 +179,7 @@ impl Collector for ProxyStats {
         encode_histogram(
             &mut encoder,
             "sidewatch_proxy_overhead_seconds",
-            "Latency the proxy adds: request duration minus upstream duration.",
+            "The proxy's own handling time per request: head received to upstream send, plus upstream response head to handing it to the client (excludes socket I/O; scripts/bench measures end-to-end added latency).",
             &latency.overhead,
         )?;
         ConstGauge::new(self.connections_open()).encode(encoder.encode_descriptor(
