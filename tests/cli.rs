@@ -169,3 +169,38 @@ fn run_without_an_upstream_says_so() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("upstream: required"));
 }
+
+#[test]
+fn demo_runs_end_to_end_and_prints_a_summary() {
+    let output = Command::new(BIN)
+        .args(["demo", "--duration", "2s"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = stdout
+        .split("summary")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
+    let requests: u64 = summary
+        .split_whitespace()
+        .skip_while(|w| *w != "requests")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in:\n{summary}"));
+    assert!(requests > 50, "only {requests} requests in 2s:\n{summary}");
+    assert!(summary.contains(" 0 errors"), "{summary}");
+    assert!(
+        summary.contains("/metrics"),
+        "admin URLs in the summary:\n{summary}"
+    );
+    assert!(
+        summary.contains(&format!("offered {requests}")),
+        "every request mirrored:\n{summary}"
+    );
+}

@@ -354,3 +354,95 @@ async fn request_and_response_headers_keep_http2_clients_working() {
     assert!(!response.headers().contains_key("keep-alive"));
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn upstream_protocol_h2c_sends_rest_over_http2() {
+    let mut upstream = ok_upstream("over h2").await;
+    let sidecar = sidecar(upstream.addr, "upstream_protocol: h2c\n").await;
+    let (parts, body) = send(
+        Request::post(format!("http://{}/v2/models/m/infer", sidecar.proxy_addr()))
+            .header("x-kept", "1")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(body, Bytes::from("over h2"));
+    let got = next_received(&mut upstream).await;
+    assert_eq!(got.version, Version::HTTP_2);
+    assert_eq!(got.headers["x-kept"], "1");
+    assert_eq!(got.body, Bytes::from_static(b"{}"));
+    sidecar.shutdown().await;
+}
+
+/// An upstream that reports each request body frame as it arrives and
+/// answers only when the body ends.
+async fn frame_reporting_upstream() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let tx = tx.clone();
+            async move {
+                let mut body = request.into_body();
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Ok(data) = frame.into_data() {
+                        let _ = tx.send(data);
+                    }
+                }
+                Ok::<_, std::convert::Infallible>(Response::new(full("all frames seen")))
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn request_bodies_stream_to_the_upstream_frame_by_frame() {
+    let (addr, mut seen) = frame_reporting_upstream().await;
+    let sidecar = sidecar(addr, "").await;
+    let (chunks, outbound) =
+        tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(1);
+    let request = Request::post(format!("http://{}/upload", sidecar.proxy_addr()))
+        .body(StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(outbound),
+        ))
+        .expect("request");
+    let response = tokio::spawn(http1_client().request(request));
+    let mut received = Vec::new();
+    for i in 0..3 {
+        let chunk = Bytes::from(format!("chunk-{i};"));
+        chunks
+            .send(Ok(Frame::data(chunk)))
+            .await
+            .expect("body open");
+        // The next chunk is only sent once the upstream holds this one, so
+        // a proxy that buffered the request body would time out here.
+        let got = tokio::time::timeout(DEADLINE, seen.recv())
+            .await
+            .expect("chunk reached the upstream while the body was still open")
+            .expect("upstream alive");
+        received.extend_from_slice(&got);
+    }
+    drop(chunks);
+    let response = tokio::time::timeout(DEADLINE, response)
+        .await
+        .expect("in time")
+        .expect("task")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(received, b"chunk-0;chunk-1;chunk-2;");
+    sidecar.shutdown().await;
+}
