@@ -121,3 +121,37 @@ async fn with_the_tee_off_nothing_is_mirrored_and_requests_still_flow() {
     assert_eq!(sidecar.stats().requests_with("unknown", 200), 1);
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn empty_bodies_are_complete_copies() {
+    let upstream = upstream(|_| async move {
+        Response::builder()
+            .status(204)
+            .body(full(""))
+            .expect("response")
+    })
+    .await;
+    let (sidecar, exchanges) = teed_sidecar(upstream.addr, "").await;
+    let (parts, _) = send(
+        Request::get(format!("http://{}/v2/health/ready", sidecar.proxy_addr()))
+            .body(Full::new(Bytes::new()))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(parts.status, 204);
+    let exchange = next_exchange(&exchanges).await;
+    assert!(
+        exchange.request_body.complete,
+        "{:?}",
+        exchange.request_body
+    );
+    assert_eq!(exchange.request_body.size, 0);
+    assert!(
+        exchange.response_body.complete,
+        "{:?}",
+        exchange.response_body
+    );
+    assert_eq!(exchange.response.map(|r| r.status.as_u16()), Some(204));
+    assert!(exchange.timings.done.is_some());
+    sidecar.shutdown().await;
+}

@@ -62,7 +62,7 @@ struct ResponseHalf {
 pin_project! {
     /// The request body on its way upstream: enforces `limits.max_body`
     /// and, when the tee is on, copies what passes.
-    pub struct RequestTap<B> {
+    pub struct RequestTap<B: Body> {
         #[pin]
         inner: B,
         limit: BodyLimit,
@@ -70,11 +70,14 @@ pin_project! {
         capture: Option<(Capture, Arc<ExchangeCell>)>,
     }
 
-    impl<B> PinnedDrop for RequestTap<B> {
+    impl<B: Body> PinnedDrop for RequestTap<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            // hyper never polls a body that is empty from the start, so
+            // "complete" is whether the body had ended, not whether we saw it end.
+            let complete = this.inner.is_end_stream();
             if let Some((capture, cell)) = this.capture.take() {
-                let _ = cell.request_body.set(capture.finish(false));
+                let _ = cell.request_body.set(capture.finish(complete));
             }
         }
     }
@@ -112,17 +115,18 @@ struct ResponseTee {
 pin_project! {
     /// The response body on its way to the client: records metrics when it
     /// ends and, when the tee is on, copies what passes.
-    pub struct ResponseTap<B> {
+    pub struct ResponseTap<B: Body> {
         #[pin]
         inner: B,
         meta: Option<ResponseMeta>,
         tee: Option<Box<ResponseTee>>,
     }
 
-    impl<B> PinnedDrop for ResponseTap<B> {
+    impl<B: Body> PinnedDrop for ResponseTap<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            finish_response(this.meta, this.tee, false);
+            let complete = this.inner.is_end_stream();
+            finish_response(this.meta, this.tee, complete);
         }
     }
 }
