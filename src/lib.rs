@@ -19,6 +19,7 @@ pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod mirror;
+pub mod observation;
 pub mod proxy;
 pub mod sidecar;
 pub mod telemetry;

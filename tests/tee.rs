@@ -60,8 +60,9 @@ async fn exchanges_equal_what_was_sent_and_received() {
     let sent = t.upstream_sent.expect("upstream_sent");
     let first = t.first_byte.expect("first_byte");
     let done = t.done.expect("done");
+    let first_body = t.first_body_byte.expect("first_body_byte");
     assert!(
-        t.received <= sent && sent <= first && first <= done,
+        t.received <= sent && sent <= first && first <= first_body && first_body <= done,
         "{t:?}"
     );
     sidecar.shutdown().await;

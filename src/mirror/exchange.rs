@@ -79,6 +79,8 @@ pub struct Timings {
     pub upstream_sent: Option<Instant>,
     /// When the upstream's response head arrived.
     pub first_byte: Option<Instant>,
+    /// When the first response body bytes passed (for streams: the first event or token).
+    pub first_body_byte: Option<Instant>,
     /// When the response's last byte was passed to the client.
     pub done: Option<Instant>,
 }

@@ -55,6 +55,7 @@ struct ResponseHalf {
     trailers: Option<HeaderMap>,
     upstream_sent: Option<Instant>,
     first_byte: Option<Instant>,
+    first_body_byte: Option<Instant>,
     done: Instant,
     proxy_error: Option<&'static str>,
 }
@@ -107,6 +108,7 @@ pub struct ResponseMeta {
 
 struct ResponseTee {
     capture: Capture,
+    first_body_byte: Option<Instant>,
     head: ResponseHead,
     trailers: Option<HeaderMap>,
     cell: Arc<ExchangeCell>,
@@ -201,12 +203,14 @@ impl Drop for ExchangeCell {
             received: self.received,
             upstream_sent: None,
             first_byte: None,
+            first_body_byte: None,
             done: None,
         };
         let (head, body, trailers, proxy_error) = match response {
             Some(half) => {
                 timings.upstream_sent = half.upstream_sent;
                 timings.first_byte = half.first_byte;
+                timings.first_body_byte = half.first_body_byte;
                 timings.done = Some(half.done);
                 (Some(half.head), half.body, half.trailers, half.proxy_error)
             }
@@ -325,6 +329,7 @@ impl<B: Body> ResponseTap<B> {
             tee: tee.map(|(max, cell, head)| {
                 Box::new(ResponseTee {
                     capture: Capture::new(max, hint),
+                    first_body_byte: None,
                     head,
                     trailers: None,
                     cell,
@@ -364,6 +369,7 @@ fn finish_response(
             trailers: tee.trailers,
             upstream_sent: meta.upstream_sent,
             first_byte: meta.first_byte,
+            first_body_byte: tee.first_body_byte,
             done,
             proxy_error: meta.proxy_error,
         });
@@ -396,6 +402,9 @@ where
         };
         if let Some(tee) = this.tee.as_mut() {
             if let Some(data) = frame.data_ref() {
+                if tee.first_body_byte.is_none() && !data.is_empty() {
+                    tee.first_body_byte = Some(Instant::now());
+                }
                 tee.capture.push(data);
             } else if let Some(trailers) = frame.trailers_ref() {
                 tee.trailers = Some(trailers.clone());
