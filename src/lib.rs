@@ -23,6 +23,7 @@ pub mod observation;
 pub mod proxy;
 pub mod sidecar;
 pub mod telemetry;
+pub mod window;
 
 pub use config::Config;
 pub use mirror::{Consumer, Exchange};
