@@ -40,6 +40,8 @@ pub struct Config {
     pub mirror: Mirror,
     /// Models served behind this sidecar; their names bound metric labels.
     pub models: Vec<Model>,
+    /// Windowed drift detection.
+    pub drift: Drift,
 }
 
 /// Where the model server is reached.
@@ -107,6 +109,123 @@ pub struct Model {
     pub features: Vec<String>,
     /// Names of the categorical features.
     pub categorical: Vec<String>,
+    /// Where the reference profile comes from; `None` leaves drift off.
+    pub baseline: Option<BaselineSource>,
+    /// Input validation mode.
+    pub validate: Validate,
+    /// Which response output is the prediction (default: the first).
+    pub output: Option<String>,
+    /// JSON pointers naming rows, features and predictions (`json` protocol).
+    pub json: Option<JsonPointers>,
+}
+
+/// Where a model's baseline comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BaselineSource {
+    /// A file written by `sidewatch baseline build`.
+    File(std::path::PathBuf),
+    /// Learned from the first live observations, then frozen.
+    Learn {
+        /// How many observations to learn from.
+        observations: u64,
+        /// Where to persist it, so a restart reloads instead of relearning.
+        save: Option<std::path::PathBuf>,
+    },
+}
+
+/// What validation does with bad inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validate {
+    /// No checks.
+    Off,
+    /// Count violations; never touch the request.
+    Observe,
+}
+
+/// JSON pointers (RFC 6901) for the `json` protocol.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JsonPointers {
+    /// The array of rows in the request; absent: the body is one row.
+    pub rows: Option<String>,
+    /// Feature name → pointer relative to a row.
+    pub features: Vec<(String, String)>,
+    /// The prediction, relative to a response row.
+    pub prediction: Option<String>,
+    /// The array of rows in the response; absent: the body is one row.
+    pub prediction_rows: Option<String>,
+}
+
+/// Drift detection settings.
+#[derive(Debug, Clone)]
+pub struct Drift {
+    /// Length of the sliding window compared with the baseline.
+    pub window: Duration,
+    /// How often the window advances and is evaluated.
+    pub step: Duration,
+    /// Fewest observations in a window before it is evaluated.
+    pub min_samples: u64,
+    /// Tests to run.
+    pub methods: Vec<DriftMethod>,
+    /// Significance level for p-value tests (after correction).
+    pub alpha: f64,
+    /// Multiple-testing correction across features.
+    pub correction: Correction,
+    /// Quantile bins per numeric feature when a baseline is learned.
+    pub bins: usize,
+    /// Raw values kept per feature per window for KS and Wasserstein.
+    pub sample: usize,
+}
+
+/// A drift test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftMethod {
+    /// Population Stability Index.
+    Psi,
+    /// Two-sample Kolmogorov–Smirnov.
+    Ks,
+    /// Jensen–Shannon distance.
+    Js,
+    /// Wasserstein-1 distance, normalised by the reference std.
+    Wasserstein,
+    /// Hellinger distance.
+    Hellinger,
+    /// Chi-square test of homogeneity (categorical features).
+    Chi2,
+}
+
+impl DriftMethod {
+    /// Every method, in the order they are reported.
+    pub const ALL: [DriftMethod; 6] = [
+        DriftMethod::Psi,
+        DriftMethod::Ks,
+        DriftMethod::Js,
+        DriftMethod::Wasserstein,
+        DriftMethod::Hellinger,
+        DriftMethod::Chi2,
+    ];
+
+    /// The name used in config and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftMethod::Psi => "psi",
+            DriftMethod::Ks => "ks",
+            DriftMethod::Js => "js",
+            DriftMethod::Wasserstein => "wasserstein",
+            DriftMethod::Hellinger => "hellinger",
+            DriftMethod::Chi2 => "chi2",
+        }
+    }
+}
+
+/// Multiple-testing correction across a model's features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Correction {
+    /// Compare each p-value with alpha.
+    None,
+    /// Compare with alpha / number of tests (controls the family-wise error).
+    Bonferroni,
+    /// Benjamini–Hochberg step-up (controls the false discovery rate).
+    BenjaminiHochberg,
 }
 
 /// Inference protocols sidewatch understands.

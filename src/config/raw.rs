@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::units::{Scalar, parse_duration, parse_size};
 use super::{
-    Config, Limits, Mirror, Model, Overrides, Problem, Protocol, Shutdown, Upstream,
-    UpstreamProtocol,
+    BaselineSource, Config, Correction, Drift, DriftMethod, JsonPointers, Limits, Mirror, Model,
+    Overrides, Problem, Protocol, Shutdown, Upstream, UpstreamProtocol, Validate,
 };
 
 const SECTIONS: &[&str] = &[
@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "shutdown",
     "mirror",
     "models",
+    "drift",
 ];
 
 /// The configuration file as written, before validation.
@@ -37,6 +38,7 @@ pub struct RawConfig {
     shutdown: RawShutdown,
     mirror: RawMirror,
     models: Vec<RawModel>,
+    drift: RawDrift,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +74,47 @@ struct RawModel {
     features: Vec<String>,
     #[serde(default)]
     categorical: Vec<String>,
+    baseline: Option<RawBaseline>,
+    validate: Option<String>,
+    output: Option<String>,
+    json: Option<RawJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawBaseline {
+    File(String),
+    Learn(RawLearn),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLearn {
+    learn: u64,
+    save: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJson {
+    rows: Option<String>,
+    #[serde(default)]
+    features: std::collections::BTreeMap<String, String>,
+    prediction: Option<String>,
+    prediction_rows: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrift {
+    window: Option<Scalar>,
+    step: Option<Scalar>,
+    min_samples: Option<u64>,
+    methods: Option<Vec<String>>,
+    alpha: Option<f64>,
+    correction: Option<String>,
+    bins: Option<u64>,
+    sample: Option<u64>,
 }
 
 /// Collects problems during validation so that all of them are reported.
@@ -121,6 +164,7 @@ impl RawConfig {
                     "shutdown" => section(&key, value.clone(), problems).map(|v| raw.shutdown = v),
                     "mirror" => section(&key, value.clone(), problems).map(|v| raw.mirror = v),
                     "models" => section(&key, value.clone(), problems).map(|v| raw.models = v),
+                    "drift" => section(&key, value.clone(), problems).map(|v| raw.drift = v),
                     _ => return false,
                 };
                 true
@@ -214,6 +258,7 @@ impl RawConfig {
             .map(|(i, model)| check.model(i, model))
             .collect::<Vec<_>>();
         check.unique_models(&models);
+        let drift = check.drift(self.drift);
 
         match (listen, admin, upstream) {
             (Some(listen), Some(admin), Some(upstream)) if check.problems.is_empty() => {
@@ -227,6 +272,7 @@ impl RawConfig {
                     shutdown,
                     mirror,
                     models,
+                    drift,
                 })
             }
             _ => Err(check.problems),
@@ -413,11 +459,140 @@ impl Checker {
                 );
             }
         }
+        let baseline = match raw.baseline {
+            None => None,
+            Some(RawBaseline::File(path)) => Some(BaselineSource::File(path.into())),
+            Some(RawBaseline::Learn(learn)) => {
+                if learn.learn < 2 {
+                    self.fail(
+                        format!("{path}.baseline.learn"),
+                        "must be at least 2 observations",
+                    );
+                }
+                Some(BaselineSource::Learn {
+                    observations: learn.learn,
+                    save: learn.save.map(Into::into),
+                })
+            }
+        };
+        let validate = match raw.validate.as_deref().unwrap_or("observe") {
+            "off" => Validate::Off,
+            "observe" => Validate::Observe,
+            "enforce" => {
+                self.fail(
+                    format!("{path}.validate"),
+                    "enforce (inline rejection) is not available in this release; use observe",
+                );
+                Validate::Observe
+            }
+            other => {
+                self.fail(
+                    format!("{path}.validate"),
+                    format!("{other:?} is not one of off, observe"),
+                );
+                Validate::Observe
+            }
+        };
+        let json = raw.json.map(|json| {
+            for (feature, pointer) in json
+                .features
+                .iter()
+                .map(|(f, p)| (f.as_str(), Some(p)))
+                .chain([
+                    ("rows", json.rows.as_ref()),
+                    ("prediction", json.prediction.as_ref()),
+                    ("prediction_rows", json.prediction_rows.as_ref()),
+                ])
+            {
+                if let Some(pointer) = pointer
+                    && !(pointer.is_empty() || pointer.starts_with('/'))
+                {
+                    self.fail(
+                        format!("{path}.json"),
+                        format!(
+                            "{feature}: {pointer:?} is not a JSON pointer (it must start with /)"
+                        ),
+                    );
+                }
+            }
+            JsonPointers {
+                rows: json.rows,
+                features: json.features.into_iter().collect(),
+                prediction: json.prediction,
+                prediction_rows: json.prediction_rows,
+            }
+        });
+        if protocol == Some(Protocol::Json) && json.is_none() {
+            self.fail(
+                format!("{path}.json"),
+                "protocol json needs json pointers: { rows, features: {name: pointer}, prediction }",
+            );
+        }
         Model {
             name: raw.name,
             protocol,
             features: raw.features,
             categorical: raw.categorical,
+            baseline,
+            validate,
+            output: raw.output,
+            json,
+        }
+    }
+
+    fn drift(&mut self, raw: RawDrift) -> Drift {
+        let window = self.duration("drift.window", &raw.window, "5m");
+        let step = self.duration("drift.step", &raw.step, "30s");
+        if step > window {
+            self.fail("drift.step", "must not be longer than drift.window");
+        }
+        let methods = match raw.methods {
+            None => DriftMethod::ALL.to_vec(),
+            Some(names) => names
+                .iter()
+                .filter_map(|name| {
+                    let method = DriftMethod::ALL
+                        .iter()
+                        .find(|m| m.as_str() == name)
+                        .copied();
+                    if method.is_none() {
+                        self.fail(
+                            "drift.methods",
+                            format!(
+                                "{name:?} is not one of psi, ks, js, wasserstein, hellinger, chi2"
+                            ),
+                        );
+                    }
+                    method
+                })
+                .collect(),
+        };
+        let alpha = raw.alpha.unwrap_or(0.05);
+        if !(alpha > 0.0 && alpha < 1.0) {
+            self.fail("drift.alpha", format!("{alpha} is not between 0 and 1"));
+        }
+        let correction = match raw.correction.as_deref().unwrap_or("bonferroni") {
+            "none" => Correction::None,
+            "bonferroni" => Correction::Bonferroni,
+            "bh" | "benjamini_hochberg" => Correction::BenjaminiHochberg,
+            other => {
+                self.fail(
+                    "drift.correction",
+                    format!("{other:?} is not one of none, bonferroni, bh"),
+                );
+                Correction::Bonferroni
+            }
+        };
+        Drift {
+            window,
+            step,
+            min_samples: self.count("drift.min_samples", raw.min_samples, 200, 1..=100_000_000)
+                as u64,
+            methods,
+            alpha,
+            correction,
+            bins: self.count("drift.bins", raw.bins, 10, 2..=1000),
+            sample: self.count("drift.sample", raw.sample, 2000, 10..=1_000_000),
         }
     }
 
@@ -510,5 +685,65 @@ mod tests {
     #[test]
     fn upstream_with_a_path_is_rejected() {
         assert!(!problems("upstream: http://127.0.0.1:8080/api\n").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod monitoring_tests {
+    use super::super::{BaselineSource, Config, ConfigError, DriftMethod, Overrides};
+
+    #[test]
+    fn models_and_drift_parse_with_defaults() {
+        let config = Config::from_yaml(
+            "upstream: http://127.0.0.1:1\nmodels:\n  - name: iris\n    baseline: iris.baseline.json\n  - name: fraud\n    protocol: json\n    baseline: { learn: 500, save: fraud.json }\n    json: { rows: /rows, features: { amount: /amount }, prediction: /score }\ndrift: { window: 10m, methods: [ks, psi], correction: bh }\n",
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(
+            config.models[0].baseline,
+            Some(BaselineSource::File("iris.baseline.json".into()))
+        );
+        assert!(matches!(
+            config.models[1].baseline,
+            Some(BaselineSource::Learn {
+                observations: 500,
+                ..
+            })
+        ));
+        assert_eq!(
+            config.models[1].json.as_ref().map(|j| j.features.len()),
+            Some(1)
+        );
+        assert_eq!(config.drift.window.as_secs(), 600);
+        assert_eq!(config.drift.step.as_secs(), 30);
+        assert_eq!(
+            config.drift.methods,
+            vec![DriftMethod::Ks, DriftMethod::Psi]
+        );
+        assert_eq!(config.drift.min_samples, 200);
+    }
+
+    #[test]
+    fn bad_monitoring_keys_are_reported() {
+        let err = Config::from_yaml(
+            "upstream: http://127.0.0.1:1\nmodels: [{ name: m, protocol: json, validate: strict }]\ndrift: { step: 10m, window: 5m, methods: [magic], alpha: 2 }\n",
+            &Overrides::default(),
+        );
+        let Err(ConfigError::Invalid(problems)) = err else {
+            panic!("expected problems")
+        };
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        for prefix in [
+            "models[0].validate",
+            "models[0].json",
+            "drift.step",
+            "drift.methods",
+            "drift.alpha",
+        ] {
+            assert!(
+                text.iter().any(|p| p.starts_with(prefix)),
+                "{prefix} missing in {text:#?}"
+            );
+        }
     }
 }

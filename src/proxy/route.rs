@@ -61,6 +61,10 @@ mod tests {
             protocol,
             features: vec![],
             categorical: vec![],
+            baseline: None,
+            validate: crate::config::Validate::Observe,
+            output: None,
+            json: None,
         }
     }
 
