@@ -16,10 +16,13 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod baseline;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod mirror;
 pub mod observation;
+pub mod protocol;
 pub mod proxy;
 pub mod sidecar;
 pub mod telemetry;

@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use sidewatch::baseline::{self, BuildOptions, source::SourceOptions};
 use sidewatch::config::{Config, ConfigError, Overrides};
 use sidewatch::mirror::Discard;
 use sidewatch::{Sidecar, telemetry};
@@ -50,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Build reference baselines for drift detection.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -58,6 +64,40 @@ enum ConfigCommand {
     Check {
         /// The file to check.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Profile reference data (CSV or JSONL) into a baseline file.
+    Build {
+        /// The model the baseline is for.
+        #[arg(long)]
+        model: String,
+        /// Reference data: *.csv with a header row, or *.jsonl / *.ndjson.
+        #[arg(long)]
+        from: PathBuf,
+        /// Feature columns in model order (default: every column).
+        #[arg(long, value_delimiter = ',')]
+        features: Option<Vec<String>>,
+        /// Columns to treat as categorical even if they look numeric.
+        #[arg(long, value_delimiter = ',')]
+        categorical: Vec<String>,
+        /// Columns that must be numeric (a non-number is then an error).
+        #[arg(long, value_delimiter = ',')]
+        numeric: Vec<String>,
+        /// Column holding the model's prediction (class index or score).
+        #[arg(long)]
+        prediction: Option<String>,
+        /// Quantile bins per numeric feature.
+        #[arg(long, default_value_t = 10)]
+        bins: usize,
+        /// Seed of the reservoir samples.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write the baseline JSON.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -106,6 +146,43 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Err(error) => Ok(report_config_error(&error)),
         },
+        Command::Baseline {
+            command:
+                BaselineCommand::Build {
+                    model,
+                    from,
+                    features,
+                    categorical,
+                    numeric,
+                    prediction,
+                    bins,
+                    seed,
+                    out,
+                },
+        } => {
+            let source = SourceOptions {
+                features,
+                categorical,
+                numeric,
+                prediction,
+            };
+            let options = BuildOptions {
+                bins,
+                seed,
+                ..BuildOptions::default()
+            };
+            let baseline = baseline::source::build_from_file(
+                &model,
+                &from,
+                &source,
+                options,
+                SystemTime::now(),
+            )
+            .with_context(|| format!("cannot build the baseline for model '{model}'"))?;
+            baseline.save(&out).context("cannot write the baseline")?;
+            println!("{} Written to {}.", baseline.summary(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
