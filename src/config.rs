@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 
+/// Drift methods are named by the detectors that implement them.
+pub use crate::detect::drift::Method as DriftMethod;
 pub use raw::RawConfig;
 
 /// A validated sidecar configuration.
@@ -174,47 +176,6 @@ pub struct Drift {
     pub bins: usize,
     /// Raw values kept per feature per window for KS and Wasserstein.
     pub sample: usize,
-}
-
-/// A drift test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DriftMethod {
-    /// Population Stability Index.
-    Psi,
-    /// Two-sample Kolmogorov–Smirnov.
-    Ks,
-    /// Jensen–Shannon distance.
-    Js,
-    /// Wasserstein-1 distance, normalised by the reference std.
-    Wasserstein,
-    /// Hellinger distance.
-    Hellinger,
-    /// Chi-square test of homogeneity (categorical features).
-    Chi2,
-}
-
-impl DriftMethod {
-    /// Every method, in the order they are reported.
-    pub const ALL: [DriftMethod; 6] = [
-        DriftMethod::Psi,
-        DriftMethod::Ks,
-        DriftMethod::Js,
-        DriftMethod::Wasserstein,
-        DriftMethod::Hellinger,
-        DriftMethod::Chi2,
-    ];
-
-    /// The name used in config and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DriftMethod::Psi => "psi",
-            DriftMethod::Ks => "ks",
-            DriftMethod::Js => "js",
-            DriftMethod::Wasserstein => "wasserstein",
-            DriftMethod::Hellinger => "hellinger",
-            DriftMethod::Chi2 => "chi2",
-        }
-    }
 }
 
 /// Multiple-testing correction across a model's features.

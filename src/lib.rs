@@ -21,6 +21,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod mirror;
+pub mod monitor;
 pub mod observation;
 pub mod protocol;
 pub mod proxy;

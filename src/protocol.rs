@@ -246,6 +246,20 @@ impl ModelSchema {
             protocol: model.protocol,
             features: model.features.clone(),
             categorical: model.categorical.clone(),
+            output: model.output.clone(),
+            json: model.json.as_ref().map(|json| JsonSpec {
+                rows: json.rows.clone(),
+                features: json
+                    .features
+                    .iter()
+                    .map(|(name, pointer)| FeaturePointer {
+                        name: name.clone(),
+                        pointer: pointer.clone(),
+                    })
+                    .collect(),
+                prediction: json.prediction.clone(),
+                response_rows: json.prediction_rows.clone(),
+            }),
             ..ModelSchema::new(&model.name)
         }
     }

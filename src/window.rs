@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::baseline::bin_index;
 use crate::observation::{FeatureValue, Observation};
 
 /// How a window is cut and what it keeps per feature.
@@ -34,7 +35,7 @@ pub struct WindowSpec {
 pub enum FeatureSpec {
     /// Numbers, binned by the baseline's interior edges.
     Numeric {
-        /// Interior cut points of right-closed bins (see [`bin_index`]).
+        /// Interior cut points of right-closed bins (see [`crate::baseline::bin_index`]).
         edges: Vec<f64>,
     },
     /// Category labels, counted.
@@ -143,13 +144,6 @@ pub struct NumericSummary {
     pub sample: Vec<f64>,
 }
 
-/// The bin of `x` for right-closed bins with interior `edges`: bin 0 is
-/// (−∞, e₀], bin i is (eᵢ₋₁, eᵢ], the last is (eₖ₋₂, +∞). NaN goes last;
-/// callers count NaN as invalid before binning.
-pub fn bin_index(edges: &[f64], x: f64) -> usize {
-    edges.partition_point(|&edge| edge < x)
-}
-
 // === impl Window ===
 
 impl Window {
@@ -190,7 +184,10 @@ impl Window {
         };
         slice.count += 1;
         for (i, feature) in slice.features.iter_mut().enumerate() {
-            let value = observation.features.get(i).unwrap_or(&FeatureValue::Missing);
+            let value = observation
+                .features
+                .get(i)
+                .unwrap_or(&FeatureValue::Missing);
             let edges = match &self.spec.features.get(i) {
                 Some(FeatureSpec::Numeric { edges }) => edges.as_slice(),
                 _ => &[],
@@ -232,7 +229,11 @@ impl Window {
         }
         WindowSummary {
             count: merged.count,
-            features: merged.features.into_iter().map(FeatureSlice::summary).collect(),
+            features: merged
+                .features
+                .into_iter()
+                .map(FeatureSlice::summary)
+                .collect(),
             classes: merged.classes.into_iter().collect(),
             score: merged.score.summary(),
             late: self.late,
@@ -363,7 +364,7 @@ impl Numeric {
             self.invalid += 1;
             return;
         }
-        if let Some(bin) = self.bins.get_mut(bin_index(edges, x)) {
+        if let Some(bin) = bin_index(edges, x).and_then(|b| self.bins.get_mut(b)) {
             *bin += 1;
         }
         // Welford's update keeps the variance stable for large counts.
@@ -453,7 +454,10 @@ mod tests {
             time: SystemTime::UNIX_EPOCH,
             request_id: Arc::from("r"),
             row: 0,
-            features: vec![FeatureValue::Number(x), FeatureValue::Category(Arc::from(label))],
+            features: vec![
+                FeatureValue::Number(x),
+                FeatureValue::Category(Arc::from(label)),
+            ],
             prediction: None,
         }
     }
@@ -466,25 +470,15 @@ mod tests {
     }
 
     #[test]
-    fn bins_are_right_closed() {
-        let edges = [0.0, 1.0, 2.0];
-        assert_eq!(bin_index(&edges, -5.0), 0);
-        assert_eq!(bin_index(&edges, 0.0), 0);
-        assert_eq!(bin_index(&edges, 0.5), 1);
-        assert_eq!(bin_index(&edges, 1.0), 1);
-        assert_eq!(bin_index(&edges, 2.0), 2);
-        assert_eq!(bin_index(&edges, 2.1), 3);
-        assert_eq!(bin_index(&edges, f64::INFINITY), 3);
-        assert_eq!(bin_index(&[], 7.0), 0);
-    }
-
-    #[test]
     fn summary_merges_slices_exactly() {
         let mut window = Window::new(spec(1000), 1);
         let values: Vec<f64> = (0..300).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
         for (i, &x) in values.iter().enumerate() {
             // Spread over 30 s: three slices.
-            window.observe(1_000_000 + i as u64 * 100, &obs(x, if i % 3 == 0 { "a" } else { "b" }));
+            window.observe(
+                1_000_000 + i as u64 * 100,
+                &obs(x, if i % 3 == 0 { "a" } else { "b" }),
+            );
         }
         let summary = window.summary();
         assert_eq!(summary.count, 300);
@@ -494,7 +488,12 @@ mod tests {
         assert!((n.mean - mean).abs() < 1e-12);
         assert!((n.std - var.sqrt()).abs() < 1e-12);
         let expected_bins: Vec<u64> = (0..4)
-            .map(|b| values.iter().filter(|&&x| bin_index(&[0.0, 1.0, 2.0], x) == b).count() as u64)
+            .map(|b| {
+                values
+                    .iter()
+                    .filter(|&&x| bin_index(&[0.0, 1.0, 2.0], x) == Some(b))
+                    .count() as u64
+            })
             .collect();
         assert_eq!(n.bins, expected_bins);
         assert_eq!(n.sample.len(), 300);

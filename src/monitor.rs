@@ -1,0 +1,253 @@
+//! The monitoring pipeline behind the mirror: decode each exchange into
+//! observations, hand them to the model's shard, and expose what the shards
+//! publish (metrics, `/v1/drift`).
+//!
+//! ```text
+//! mirror worker ──decode──► Batch ──bounded channel──► shard thread (one per model)
+//!                                                        window + baseline + drift
+//!                                                        └─► ModelStats (atomics, arc-swap)
+//! ```
+//!
+//! Everything here fails open: an exchange that does not decode is counted
+//! in `decode_errors_total`, a full shard channel drops the batch and
+//! counts it, and the proxy never notices either.
+
+pub mod evaluate;
+pub mod report;
+pub mod shard;
+pub mod stats;
+pub mod validate;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::baseline::{Baseline, BaselineError};
+use crate::config::{BaselineSource, Config};
+use crate::mirror::{Consumer, Exchange};
+use crate::protocol::{self, ModelSchema};
+
+pub use report::DriftReports;
+pub use shard::Clock;
+use shard::{BaselineState, Batch, Shard};
+pub use stats::{ModelStats, MonitorMetrics};
+
+/// Decoded batches a shard may have waiting before new ones are dropped.
+const SHARD_QUEUE: usize = 4096;
+
+/// Why monitoring could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// A baseline file could not be used.
+    #[error("model {model}: {source}")]
+    Baseline {
+        /// The model.
+        model: String,
+        /// What was wrong with its baseline.
+        source: BaselineError,
+    },
+    /// A shard thread could not be started.
+    #[error("cannot start the monitoring thread for model {model}: {source}")]
+    Thread {
+        /// The model.
+        model: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+struct Route {
+    schema: ModelSchema,
+    stats: Arc<ModelStats>,
+    shard: Sender<Batch>,
+}
+
+/// Feeds mirrored exchanges to the shards; one per mirror worker.
+#[derive(Clone)]
+pub struct MonitorConsumer {
+    routes: Arc<Vec<Route>>,
+}
+
+/// The running pipeline: its metrics, reports and threads.
+pub struct Monitor {
+    routes: Option<Arc<Vec<Route>>>,
+    stats: Arc<Vec<Arc<ModelStats>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Monitor {
+    /// Loads baselines and starts a shard per configured model.
+    pub fn start(config: &Config, clock: Clock) -> Result<Monitor, MonitorError> {
+        let mut routes = Vec::new();
+        let mut threads = Vec::new();
+        for model in &config.models {
+            let categorical: Vec<bool> = model
+                .features
+                .iter()
+                .map(|f| model.categorical.contains(f))
+                .collect();
+            let baseline =
+                match &model.baseline {
+                    None => BaselineState::Missing,
+                    Some(BaselineSource::File(path)) => {
+                        let baseline = load_checked(&model.name, path, &model.features)?;
+                        BaselineState::Ready(Arc::new(baseline))
+                    }
+                    Some(BaselineSource::Learn { observations, save }) => match save {
+                        // A baseline saved by an earlier run is reloaded, not relearned.
+                        Some(path) if path.exists() => BaselineState::Ready(Arc::new(
+                            load_checked(&model.name, path, &model.features)?,
+                        )),
+                        _ => shard::learning(
+                            &model.name,
+                            &model.features,
+                            &categorical,
+                            *observations,
+                            save.clone(),
+                            config.drift.bins,
+                        ),
+                    },
+                };
+            let stats = Arc::new(ModelStats::new(Arc::from(model.name.as_str())));
+            let shard = Shard::new(
+                stats.clone(),
+                model.features.clone(),
+                categorical,
+                model.validate,
+                config.drift.clone(),
+                baseline,
+                clock.clone(),
+            );
+            let (sender, receiver) = crossbeam_channel::bounded(SHARD_QUEUE);
+            let thread = std::thread::Builder::new()
+                .name(format!("sidewatch-shard-{}", model.name))
+                .spawn(move || shard.run(receiver))
+                .map_err(|source| MonitorError::Thread {
+                    model: model.name.clone(),
+                    source,
+                })?;
+            threads.push(thread);
+            routes.push(Route {
+                schema: ModelSchema::from_model(model),
+                stats,
+                shard: sender,
+            });
+        }
+        let stats = Arc::new(routes.iter().map(|r| r.stats.clone()).collect());
+        Ok(Monitor {
+            routes: Some(Arc::new(routes)),
+            stats,
+            threads,
+        })
+    }
+
+    /// A consumer for one mirror worker.
+    pub fn consumer(&self) -> Box<dyn Consumer> {
+        match &self.routes {
+            Some(routes) => Box::new(MonitorConsumer {
+                routes: routes.clone(),
+            }),
+            None => Box::new(crate::mirror::Discard),
+        }
+    }
+
+    /// The metrics collector.
+    pub fn metrics(&self) -> MonitorMetrics {
+        MonitorMetrics(self.stats.clone())
+    }
+
+    /// Every model's latest drift evaluation.
+    pub fn reports(&self) -> DriftReports {
+        DriftReports {
+            models: self.stats.iter().map(|s| (*s.report()).clone()).collect(),
+        }
+    }
+
+    /// A model's counters, by name.
+    pub fn model(&self, name: &str) -> Option<&Arc<ModelStats>> {
+        self.stats.iter().find(|s| &*s.name == name)
+    }
+
+    /// Stops the shards once the consumers are gone and waits for them.
+    pub fn finish(mut self) {
+        self.routes = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn load_checked(
+    model: &str,
+    path: &std::path::Path,
+    features: &[String],
+) -> Result<Baseline, MonitorError> {
+    let wrap = |source| MonitorError::Baseline {
+        model: model.to_owned(),
+        source,
+    };
+    let baseline = Baseline::load(path).map_err(wrap)?;
+    baseline.check_features(features).map_err(wrap)?;
+    Ok(baseline)
+}
+
+impl Consumer for MonitorConsumer {
+    fn consume(&mut self, exchange: Exchange) {
+        let Some(route) = self.route(&exchange) else {
+            return;
+        };
+        match protocol::decode(&exchange, &route.schema) {
+            Ok(decoded) => {
+                let batch = Batch {
+                    observations: decoded.observations,
+                    extra: decoded.extra_features.len(),
+                };
+                match route.shard.try_send(batch) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => route.stats.count_shard_drop(),
+                    Err(TrySendError::Disconnected(_)) => {}
+                }
+            }
+            // Health checks, metadata calls and the like are not inferences.
+            Err(error) if error.kind() == "not_inference" => {}
+            Err(error) => {
+                let protocol = route
+                    .schema
+                    .protocol
+                    .or_else(|| {
+                        let content_type = exchange
+                            .request
+                            .headers
+                            .get(http::header::CONTENT_TYPE)
+                            .and_then(|v| v.to_str().ok());
+                        protocol::detect(exchange.request.uri.path(), content_type)
+                    })
+                    .map_or("unknown", protocol_label);
+                route.stats.count_decode_error(protocol);
+                tracing::debug!(model = %route.stats.name, %error, kind = error.kind(), "Decode failed.");
+            }
+        }
+    }
+}
+
+fn protocol_label(protocol: crate::config::Protocol) -> &'static str {
+    use crate::config::Protocol;
+    match protocol {
+        Protocol::KserveV2 => "kserve_v2",
+        Protocol::Tfserving => "tfserving",
+        Protocol::Openai => "openai",
+        Protocol::Json => "json",
+    }
+}
+
+impl MonitorConsumer {
+    fn route(&self, exchange: &Exchange) -> Option<&Route> {
+        if let Some(model) = &exchange.model {
+            return self.routes.iter().find(|r| *r.stats.name == **model);
+        }
+        // gRPC carries the model in the message, not the path.
+        let name = protocol::model_name(exchange)?;
+        self.routes.iter().find(|r| *r.stats.name == *name)
+    }
+}

@@ -1,0 +1,75 @@
+//! What a drift evaluation found, in the shape `GET /v1/drift` serves.
+
+use serde::Serialize;
+
+/// The latest evaluation of every model.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DriftReports {
+    /// One entry per model with a baseline.
+    pub models: Vec<ModelDrift>,
+}
+
+/// One model's latest evaluation.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ModelDrift {
+    /// The model.
+    pub model: String,
+    /// Where the baseline stands: `learning`, `ready`, or `missing`.
+    pub baseline: &'static str,
+    /// Observations in the evaluated window.
+    pub window_count: u64,
+    /// RFC 3339 time of the evaluation; `None` before the first one.
+    pub evaluated_at: Option<String>,
+    /// Share of evaluated features that drifted.
+    pub drifted_share: f64,
+    /// Per feature, in model order.
+    pub features: Vec<FeatureDrift>,
+    /// The same tests on the predictions.
+    pub prediction: PredictionDrift,
+    /// Why nothing was evaluated yet, when that is so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One feature's evaluation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FeatureDrift {
+    /// Feature name.
+    pub feature: String,
+    /// `numeric` or `categorical`.
+    pub kind: &'static str,
+    /// Values of this feature in the window.
+    pub count: u64,
+    /// Whether any of its tests flagged it (see [`MethodResult::drifted`]).
+    pub drifted: bool,
+    /// One result per configured method that applies to this kind.
+    pub methods: Vec<MethodResult>,
+}
+
+/// The predictions' evaluation.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PredictionDrift {
+    /// Whether any test on the predictions flagged drift.
+    pub drifted: bool,
+    /// Class-share tests (`class`) and score tests (`score`).
+    pub methods: Vec<MethodResult>,
+}
+
+/// One test's outcome.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MethodResult {
+    /// `psi`, `ks`, `js`, `wasserstein`, `hellinger` or `chi2`.
+    pub method: &'static str,
+    /// What was tested, for predictions: `class` or `score`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'static str>,
+    /// The statistic or distance.
+    pub score: f64,
+    /// For tests with one (ks, chi2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// What `score` (or, for tests, the p-value after correction) is compared with.
+    pub threshold: f64,
+    /// The verdict.
+    pub drifted: bool,
+}

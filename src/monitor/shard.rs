@@ -1,0 +1,314 @@
+//! A model's shard: the one thread that owns the model's window, baseline
+//! and detectors (single writer, no locks on the update path). Decoded
+//! batches arrive on a bounded channel; every `drift.step` the shard
+//! evaluates its window and publishes the report.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::baseline::bin_index;
+use crate::baseline::{Baseline, BaselineBuilder, BuildOptions, FeatureKind, LineageInputs};
+use crate::config::{Drift, Validate};
+use crate::observation::{FeatureValue, Observation};
+use crate::window::{FeatureSpec, Window, WindowSpec};
+
+use super::evaluate::evaluate;
+use super::report::ModelDrift;
+use super::stats::{FeatureLayout, ModelStats};
+use super::validate::{self, Violation};
+
+/// The time source; tests pass a fake one.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// What the decoders send a shard.
+#[derive(Debug)]
+pub struct Batch {
+    /// Observations of one exchange.
+    pub observations: Vec<Observation>,
+    /// Inputs the request carried that the model does not declare.
+    pub extra: usize,
+}
+
+/// Where the shard's baseline stands.
+pub enum BaselineState {
+    /// No baseline configured: counters only.
+    Missing,
+    /// Learning from the first live observations.
+    Learning {
+        /// Accumulates the profile.
+        builder: Box<BaselineBuilder>,
+        /// Observations to learn from.
+        target: u64,
+        /// Where to persist the frozen baseline.
+        save: Option<PathBuf>,
+    },
+    /// Frozen and in use.
+    Ready(Arc<Baseline>),
+}
+
+/// The shard's state, owned by its thread.
+pub struct Shard {
+    stats: Arc<ModelStats>,
+    names: Vec<String>,
+    categorical: Vec<bool>,
+    validate: Validate,
+    settings: Drift,
+    baseline: BaselineState,
+    window: Option<Window>,
+    clock: Clock,
+}
+
+impl Shard {
+    /// A shard for a model with known feature names.
+    pub fn new(
+        stats: Arc<ModelStats>,
+        names: Vec<String>,
+        categorical: Vec<bool>,
+        validate: Validate,
+        settings: Drift,
+        baseline: BaselineState,
+        clock: Clock,
+    ) -> Self {
+        let mut shard = Shard {
+            stats,
+            names,
+            categorical,
+            validate,
+            settings,
+            baseline: BaselineState::Missing,
+            window: None,
+            clock,
+        };
+        shard.install(baseline);
+        shard
+    }
+
+    /// Runs until every sender is gone, evaluating every `drift.step`.
+    pub fn run(mut self, batches: Receiver<Batch>) {
+        let step = self.settings.step;
+        let mut next = (self.clock)() + step;
+        loop {
+            let now = (self.clock)();
+            let wait = next.duration_since(now).unwrap_or(Duration::ZERO);
+            match batches.recv_timeout(wait.min(Duration::from_millis(100))) {
+                Ok(batch) => self.observe(batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = (self.clock)();
+            if now >= next {
+                self.evaluate(now);
+                next = now + step;
+            }
+        }
+        self.evaluate((self.clock)());
+    }
+
+    /// Takes one decoded exchange.
+    pub fn observe(&mut self, batch: Batch) {
+        self.stats
+            .count_observations(batch.observations.len() as u64);
+        let layout = self.stats.layout();
+        if batch.extra > 0
+            && self.validate == Validate::Observe
+            && let Some(layout) = &layout
+        {
+            // Extra inputs belong to no feature; they are counted on the first.
+            for _ in 0..batch.extra {
+                layout.count_violation(0, Violation::Extra);
+            }
+        }
+        for observation in &batch.observations {
+            if let Some(class) = observation.prediction.as_ref().and_then(|p| p.class) {
+                self.stats.count_prediction(class);
+            }
+            let baseline = match &self.baseline {
+                BaselineState::Ready(b) => Some(&**b),
+                _ => None,
+            };
+            if self.validate == Validate::Observe
+                && let Some(layout) = &layout
+            {
+                validate::check(observation, baseline, &self.categorical, |f, v| {
+                    layout.count_violation(f, v)
+                });
+            }
+            match &mut self.baseline {
+                BaselineState::Learning {
+                    builder, target, ..
+                } => {
+                    builder.add_row(&observation.features, observation.prediction.as_ref());
+                    if builder.len() as u64 >= *target {
+                        self.freeze();
+                    }
+                }
+                BaselineState::Ready(baseline) => {
+                    if let (Some(window), Some(layout)) = (&mut self.window, &layout) {
+                        window.observe(unix_ms(observation.time), observation);
+                        for (i, (value, profile)) in observation
+                            .features
+                            .iter()
+                            .zip(&baseline.features)
+                            .enumerate()
+                        {
+                            if let (FeatureValue::Number(x), Some(numeric)) =
+                                (value, &profile.numeric)
+                                && let Some(bin) = bin_index(&numeric.edges, *x)
+                                && x.is_finite()
+                            {
+                                layout.count_bin(i, bin);
+                            }
+                        }
+                    }
+                }
+                BaselineState::Missing => {}
+            }
+        }
+    }
+
+    /// Evaluates the window as of `now` and publishes the report.
+    pub fn evaluate(&mut self, now: SystemTime) {
+        let report = match (&self.baseline, &mut self.window) {
+            (BaselineState::Ready(baseline), Some(window)) => {
+                window.advance(unix_ms(now));
+                evaluate(baseline, &window.summary(), &self.settings, rfc3339(now))
+            }
+            (
+                BaselineState::Learning {
+                    builder, target, ..
+                },
+                _,
+            ) => ModelDrift {
+                model: self.stats.name.to_string(),
+                baseline: "learning",
+                note: Some(format!(
+                    "learning the baseline: {} of {target} observations",
+                    builder.len()
+                )),
+                ..ModelDrift::default()
+            },
+            _ => ModelDrift {
+                model: self.stats.name.to_string(),
+                baseline: "missing",
+                note: Some("no baseline configured for this model".into()),
+                ..ModelDrift::default()
+            },
+        };
+        self.stats.publish(report);
+    }
+
+    fn freeze(&mut self) {
+        let BaselineState::Learning { builder, save, .. } =
+            std::mem::replace(&mut self.baseline, BaselineState::Missing)
+        else {
+            return;
+        };
+        let rows = builder.len();
+        let lineage = LineageInputs::live(rows as u64, (self.clock)());
+        match builder.finish(lineage) {
+            Ok(baseline) => {
+                if let Some(path) = &save
+                    && let Err(error) = baseline.save(path)
+                {
+                    tracing::warn!(model = %self.stats.name, %error, "Could not save the learned baseline; it is used but will be relearned after a restart.");
+                }
+                tracing::info!(model = %self.stats.name, rows, "Baseline learned and frozen.");
+                self.install(BaselineState::Ready(Arc::new(baseline)));
+            }
+            Err(error) => {
+                tracing::warn!(model = %self.stats.name, %error, "Could not learn a baseline; drift stays off for this model.");
+            }
+        }
+    }
+
+    fn install(&mut self, baseline: BaselineState) {
+        let ratios = match &baseline {
+            BaselineState::Ready(b) => b
+                .features
+                .iter()
+                .map(|f| {
+                    f.numeric
+                        .as_ref()
+                        .map(|n| n.proportions.clone())
+                        .unwrap_or_default()
+                })
+                .collect(),
+            _ => vec![Vec::new(); self.names.len()],
+        };
+        let layout = FeatureLayout::new(self.names.clone(), ratios);
+        if let Some(old) = self.stats.layout() {
+            layout.carry_violations(&old);
+        }
+        self.stats.set_layout(layout);
+        if let BaselineState::Ready(b) = &baseline {
+            let spec = WindowSpec {
+                length: self.settings.window,
+                step: self.settings.step,
+                sample_cap: self.settings.sample,
+                features: b
+                    .features
+                    .iter()
+                    .map(|f| match (&f.kind, &f.numeric) {
+                        (FeatureKind::Numeric, Some(n)) => FeatureSpec::Numeric {
+                            edges: n.edges.clone(),
+                        },
+                        _ => FeatureSpec::Categorical,
+                    })
+                    .collect(),
+                score_edges: b
+                    .prediction
+                    .as_ref()
+                    .and_then(|p| p.score.as_ref())
+                    .map(|s| s.edges.clone()),
+            };
+            self.window = Some(Window::new(spec, 0x5eed));
+        }
+        self.baseline = baseline;
+    }
+}
+
+/// Builds the learning state for a model.
+pub fn learning(
+    model: &str,
+    names: &[String],
+    categorical: &[bool],
+    target: u64,
+    save: Option<PathBuf>,
+    bins: usize,
+) -> BaselineState {
+    let features = names
+        .iter()
+        .zip(categorical)
+        .map(|(n, c)| {
+            (
+                n.clone(),
+                if *c {
+                    FeatureKind::Categorical
+                } else {
+                    FeatureKind::Numeric
+                },
+            )
+        })
+        .collect();
+    let options = BuildOptions {
+        bins,
+        ..BuildOptions::default()
+    };
+    BaselineState::Learning {
+        builder: Box::new(BaselineBuilder::new(model.to_owned(), features, options)),
+        target,
+        save,
+    }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
