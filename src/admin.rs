@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::mirror::MirrorStats;
+use crate::monitor::MonitorView;
 use crate::proxy::error::json_error;
 use crate::telemetry::ProxyStats;
 use crate::telemetry::latency::Series;
@@ -35,6 +36,7 @@ pub struct AdminState {
     registry: Registry,
     stats: Arc<ProxyStats>,
     mirror: Option<Arc<MirrorStats>>,
+    monitor: Option<MonitorView>,
     health_url: Uri,
     health_timeout: Duration,
     health_client: Client<HttpConnector, Empty<Bytes>>,
@@ -46,6 +48,7 @@ impl AdminState {
     pub fn new(
         stats: Arc<ProxyStats>,
         mirror: Option<Arc<MirrorStats>>,
+        monitor: Option<MonitorView>,
         health_url: Uri,
         request_timeout: Duration,
     ) -> Self {
@@ -55,6 +58,9 @@ impl AdminState {
         if let Some(mirror) = &mirror {
             registry.register_collector(Box::new(mirror.clone()));
         }
+        if let Some(monitor) = &monitor {
+            registry.register_collector(Box::new(monitor.metrics()));
+        }
         let health_client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .build(HttpConnector::new());
@@ -62,6 +68,7 @@ impl AdminState {
             registry,
             stats,
             mirror,
+            monitor,
             health_url,
             health_timeout: request_timeout.min(Duration::from_secs(2)),
             health_client,
@@ -171,7 +178,22 @@ impl AdminState {
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({ "status": "ok" })),
             (&Method::GET, "/readyz") => self.readiness().await,
             (&Method::GET, "/v1/stats") => json_response(StatusCode::OK, &self.stats_json()),
-            (_, "/metrics" | "/healthz" | "/readyz" | "/v1/stats") => json_error(
+            (&Method::GET, "/v1/drift") => match &self.monitor {
+                Some(monitor) => match serde_json::to_value(monitor.reports()) {
+                    Ok(body) => json_response(StatusCode::OK, &body),
+                    Err(error) => json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("cannot encode the drift report: {error}"),
+                        "internal",
+                    ),
+                },
+                None => json_error(
+                    StatusCode::NOT_FOUND,
+                    "monitoring is off (mirror.enabled is false)",
+                    "monitoring_off",
+                ),
+            },
+            (_, "/metrics" | "/healthz" | "/readyz" | "/v1/stats" | "/v1/drift") => json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "only GET is allowed here",
                 "method_not_allowed",

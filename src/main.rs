@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sidewatch::baseline::{self, BuildOptions, source::SourceOptions};
 use sidewatch::config::{Config, ConfigError, Overrides};
-use sidewatch::mirror::Discard;
 use sidewatch::{Sidecar, telemetry};
 
 #[derive(Parser)]
@@ -200,7 +199,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 async fn run(config: Config) -> Result<()> {
-    let sidecar = Sidecar::start(&config, || Box::new(Discard))
+    let sidecar = Sidecar::start_monitoring(&config)
         .await
         .context("cannot start the sidecar")?;
     wait_for_signal().await?;

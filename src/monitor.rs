@@ -57,6 +57,7 @@ pub enum MonitorError {
     },
 }
 
+#[derive(Debug)]
 struct Route {
     schema: ModelSchema,
     stats: Arc<ModelStats>,
@@ -69,7 +70,31 @@ pub struct MonitorConsumer {
     routes: Arc<Vec<Route>>,
 }
 
+/// What the admin server reads: every model's counters and latest report.
+#[derive(Debug, Clone)]
+pub struct MonitorView(Arc<Vec<Arc<ModelStats>>>);
+
+impl MonitorView {
+    /// The metrics collector.
+    pub fn metrics(&self) -> MonitorMetrics {
+        MonitorMetrics(self.0.clone())
+    }
+
+    /// Every model's latest drift evaluation.
+    pub fn reports(&self) -> DriftReports {
+        DriftReports {
+            models: self.0.iter().map(|s| (*s.report()).clone()).collect(),
+        }
+    }
+
+    /// A model's counters, by name.
+    pub fn model(&self, name: &str) -> Option<&Arc<ModelStats>> {
+        self.0.iter().find(|s| &*s.name == name)
+    }
+}
+
 /// The running pipeline: its metrics, reports and threads.
+#[derive(Debug)]
 pub struct Monitor {
     routes: Option<Arc<Vec<Route>>>,
     stats: Arc<Vec<Arc<ModelStats>>>,
@@ -152,21 +177,9 @@ impl Monitor {
         }
     }
 
-    /// The metrics collector.
-    pub fn metrics(&self) -> MonitorMetrics {
-        MonitorMetrics(self.stats.clone())
-    }
-
-    /// Every model's latest drift evaluation.
-    pub fn reports(&self) -> DriftReports {
-        DriftReports {
-            models: self.stats.iter().map(|s| (*s.report()).clone()).collect(),
-        }
-    }
-
-    /// A model's counters, by name.
-    pub fn model(&self, name: &str) -> Option<&Arc<ModelStats>> {
-        self.stats.iter().find(|s| &*s.name == name)
+    /// The read side, for the admin server.
+    pub fn view(&self) -> MonitorView {
+        MonitorView(self.stats.clone())
     }
 
     /// Stops the shards once the consumers are gone and waits for them.

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::mirror::{self, Consumer, MirrorStats, MirrorWorkers};
+use crate::monitor::{Monitor, MonitorError, MonitorView};
 use crate::proxy::{self, DrainReport, Shared};
 use crate::telemetry::ProxyStats;
 
@@ -36,6 +37,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Monitoring could not start (a baseline is unusable, …).
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
 }
 
 /// A running sidecar.
@@ -50,6 +54,7 @@ pub struct Sidecar {
     stats: Arc<ProxyStats>,
     mirror: Option<Arc<MirrorStats>>,
     admin_state: Arc<AdminState>,
+    monitor: Option<Monitor>,
 }
 
 /// How the shutdown went.
@@ -62,11 +67,29 @@ pub struct ShutdownReport {
 }
 
 impl Sidecar {
+    /// Starts the sidecar with the monitoring pipeline behind the tee: the
+    /// configured models' baselines, windows and drift detectors.
+    pub async fn start_monitoring(config: &Config) -> Result<Sidecar, StartError> {
+        let monitor = Monitor::start(config, Arc::new(std::time::SystemTime::now))?;
+        let view = monitor.view();
+        let mut sidecar = Self::start_with(config, || monitor.consumer(), Some(view)).await?;
+        sidecar.monitor = Some(monitor);
+        Ok(sidecar)
+    }
+
     /// Binds both ports and starts serving. `consumer` is called once per
-    /// mirror worker to build the pipeline that receives exchanges.
+    /// mirror worker to build what receives the exchanges.
     pub async fn start(
         config: &Config,
+        consumer: impl FnMut() -> Box<dyn Consumer>,
+    ) -> Result<Sidecar, StartError> {
+        Self::start_with(config, consumer, None).await
+    }
+
+    async fn start_with(
+        config: &Config,
         mut consumer: impl FnMut() -> Box<dyn Consumer>,
+        monitor: Option<MonitorView>,
     ) -> Result<Sidecar, StartError> {
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
@@ -100,6 +123,7 @@ impl Sidecar {
         let admin_state = Arc::new(AdminState::new(
             stats.clone(),
             mirror_stats.clone(),
+            monitor.filter(|_| config.mirror.enabled),
             health_url,
             config.limits.request_timeout,
         ));
@@ -129,6 +153,7 @@ impl Sidecar {
             stats,
             mirror: mirror_stats,
             admin_state,
+            monitor: None,
         })
     }
 
@@ -152,6 +177,11 @@ impl Sidecar {
         self.mirror.as_ref()
     }
 
+    /// The monitoring pipeline's read side, when it runs.
+    pub fn monitor(&self) -> Option<MonitorView> {
+        self.monitor.as_ref().map(Monitor::view)
+    }
+
     /// The admin state (metrics text, stats document).
     pub fn admin(&self) -> &Arc<AdminState> {
         &self.admin_state
@@ -173,6 +203,11 @@ impl Sidecar {
             }
             None => true,
         };
+        if let Some(monitor) = self.monitor.take() {
+            // The mirror workers held the consumers; with them gone the
+            // shards see their channels close, evaluate once more and stop.
+            let _ = tokio::task::spawn_blocking(move || monitor.finish()).await;
+        }
         tracing::info!(
             connections_cut = drained.connections_cut,
             mirror_flushed,

@@ -22,7 +22,8 @@ pub struct WindowSpec {
     /// Length of one slice; the window advances by this much.
     pub step: Duration,
     /// Raw values kept per numeric feature over the whole window (for KS
-    /// and Wasserstein); each slice keeps its share of this.
+    /// and Wasserstein). Each slice keeps up to this many; the merge draws
+    /// from each slice in proportion to its share of the window.
     pub sample_cap: usize,
     /// Per feature, in model feature order.
     pub features: Vec<FeatureSpec>,
@@ -153,7 +154,7 @@ impl Window {
         let slots = (spec.length.as_millis() as u64)
             .div_ceil(step_ms)
             .clamp(1, 100_000) as usize;
-        let per_slice_sample = spec.sample_cap.div_ceil(slots);
+        let per_slice_sample = spec.sample_cap;
         Window {
             spec,
             step_ms,
@@ -217,6 +218,9 @@ impl Window {
     /// Merges the slices into one view of the window.
     pub fn summary(&self) -> WindowSummary {
         let mut merged = self.empty_slice(0);
+        // Seeded by the window's content, so the same window always gives
+        // the same sample (evaluations are reproducible).
+        let mut rng = fastrand::Rng::with_seed(self.count() ^ self.newest);
         for slice in &self.slices {
             merged.count += slice.count;
             for (into, from) in merged.features.iter_mut().zip(&slice.features) {
@@ -227,6 +231,21 @@ impl Window {
             }
             merged.score.merge(&slice.score);
         }
+        let cap = self.spec.sample_cap;
+        for (f, feature) in merged.features.iter_mut().enumerate() {
+            if let FeatureSlice::Numeric(numeric) = feature {
+                numeric.sample = proportional_sample(
+                    self.slices.iter().filter_map(|s| match s.features.get(f) {
+                        Some(FeatureSlice::Numeric(n)) => Some(n),
+                        _ => None,
+                    }),
+                    cap,
+                    &mut rng,
+                );
+            }
+        }
+        merged.score.sample =
+            proportional_sample(self.slices.iter().map(|s| &s.score), cap, &mut rng);
         WindowSummary {
             count: merged.count,
             features: merged
@@ -339,6 +358,37 @@ impl FeatureSlice {
     }
 }
 
+/// Draws about `cap` values from the slices' reservoirs, from each in
+/// proportion to how many values it saw, so the result is close to a
+/// uniform sample of the whole window even when slices differ in traffic.
+fn proportional_sample<'a>(
+    slices: impl Iterator<Item = &'a Numeric> + Clone,
+    cap: usize,
+    rng: &mut fastrand::Rng,
+) -> Vec<f64> {
+    let total: u64 = slices.clone().map(|s| s.n).sum();
+    if total as usize <= cap {
+        return slices.flat_map(|s| s.sample.iter().copied()).collect();
+    }
+    let mut out = Vec::with_capacity(cap);
+    for slice in slices {
+        let share = ((slice.n as f64 / total as f64) * cap as f64).round() as usize;
+        let take = share.min(slice.sample.len());
+        if take == slice.sample.len() {
+            out.extend_from_slice(&slice.sample);
+        } else {
+            // A partial Fisher–Yates shuffle picks `take` values without bias.
+            let mut pool = slice.sample.clone();
+            for i in 0..take {
+                let j = rng.usize(i..pool.len());
+                pool.swap(i, j);
+            }
+            out.extend_from_slice(&pool[..take]);
+        }
+    }
+    out
+}
+
 fn format_number(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
@@ -402,7 +452,6 @@ impl Numeric {
         self.max = self.max.max(other.max);
         self.missing += other.missing;
         self.invalid += other.invalid;
-        self.sample.extend_from_slice(&other.sample);
     }
 
     fn summary(self) -> NumericSummary {
@@ -533,7 +582,14 @@ mod tests {
         window.observe(0, &obs(f64::NAN, "a"));
         let summary = window.summary();
         let n = numeric(&summary);
-        assert!(n.sample.len() <= 60, "{}", n.sample.len());
+        assert!((55..=65).contains(&n.sample.len()), "{}", n.sample.len());
+        // Drawn across the whole window, not just its newest slices.
+        let early = n.sample.iter().filter(|&&x| x < 5000.0).count();
+        assert!(
+            (15..=45).contains(&early),
+            "{early} of {} from the first half",
+            n.sample.len()
+        );
         assert_eq!(n.invalid, 1);
         assert_eq!(n.count, 10_000);
         assert_eq!(n.min, 0.0);
