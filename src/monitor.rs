@@ -19,6 +19,7 @@ pub mod stats;
 pub mod validate;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -62,6 +63,8 @@ struct Route {
     schema: ModelSchema,
     stats: Arc<ModelStats>,
     shard: Sender<Batch>,
+    /// Whether the shard knows its feature names (else batches carry them).
+    names_frozen: Arc<AtomicBool>,
 }
 
 /// Feeds mirrored exchanges to the shards; one per mirror worker.
@@ -107,38 +110,56 @@ impl Monitor {
         let mut routes = Vec::new();
         let mut threads = Vec::new();
         for model in &config.models {
-            let categorical: Vec<bool> = model
-                .features
-                .iter()
-                .map(|f| model.categorical.contains(f))
-                .collect();
-            let baseline =
-                match &model.baseline {
-                    None => BaselineState::Missing,
-                    Some(BaselineSource::File(path)) => {
-                        let baseline = load_checked(&model.name, path, &model.features)?;
+            let mut names = model.features.clone();
+            let baseline = match &model.baseline {
+                None => BaselineState::Missing,
+                Some(BaselineSource::File(path)) => {
+                    let baseline = load_checked(&model.name, path, &names)?;
+                    // A model configured without features takes the baseline's.
+                    if names.is_empty() {
+                        names = baseline.features.iter().map(|f| f.name.clone()).collect();
+                    }
+                    BaselineState::Ready(Arc::new(baseline))
+                }
+                Some(BaselineSource::Learn { observations, save }) => match save {
+                    // A baseline saved by an earlier run is reloaded, not relearned.
+                    Some(path) if path.exists() => {
+                        let baseline = load_checked(&model.name, path, &names)?;
+                        if names.is_empty() {
+                            names = baseline.features.iter().map(|f| f.name.clone()).collect();
+                        }
                         BaselineState::Ready(Arc::new(baseline))
                     }
-                    Some(BaselineSource::Learn { observations, save }) => match save {
-                        // A baseline saved by an earlier run is reloaded, not relearned.
-                        Some(path) if path.exists() => BaselineState::Ready(Arc::new(
-                            load_checked(&model.name, path, &model.features)?,
-                        )),
-                        _ => shard::learning(
+                    _ if names.is_empty() => BaselineState::AwaitingNames {
+                        target: *observations,
+                        save: save.clone(),
+                        bins: config.drift.bins,
+                    },
+                    _ => {
+                        let categorical: Vec<bool> = names
+                            .iter()
+                            .map(|f| model.categorical.contains(f))
+                            .collect();
+                        shard::learning(
                             &model.name,
-                            &model.features,
+                            &names,
                             &categorical,
                             *observations,
                             save.clone(),
                             config.drift.bins,
-                        ),
-                    },
-                };
+                        )
+                    }
+                },
+            };
             let stats = Arc::new(ModelStats::new(Arc::from(model.name.as_str())));
+            let names_frozen = Arc::new(AtomicBool::new(false));
+            let mut schema = ModelSchema::from_model(model);
+            schema.features = names.clone();
             let shard = Shard::new(
                 stats.clone(),
-                model.features.clone(),
-                categorical,
+                names,
+                names_frozen.clone(),
+                model.categorical.clone(),
                 model.validate,
                 config.drift.clone(),
                 baseline,
@@ -154,9 +175,10 @@ impl Monitor {
                 })?;
             threads.push(thread);
             routes.push(Route {
-                schema: ModelSchema::from_model(model),
+                schema,
                 stats,
                 shard: sender,
+                names_frozen,
             });
         }
         let stats = Arc::new(routes.iter().map(|r| r.stats.clone()).collect());
@@ -201,7 +223,9 @@ fn load_checked(
         source,
     };
     let baseline = Baseline::load(path).map_err(wrap)?;
-    baseline.check_features(features).map_err(wrap)?;
+    if !features.is_empty() {
+        baseline.check_features(features).map_err(wrap)?;
+    }
     Ok(baseline)
 }
 
@@ -212,9 +236,12 @@ impl Consumer for MonitorConsumer {
         };
         match protocol::decode(&exchange, &route.schema) {
             Ok(decoded) => {
+                let names =
+                    (!route.names_frozen.load(Ordering::Acquire)).then_some(decoded.features);
                 let batch = Batch {
                     observations: decoded.observations,
                     extra: decoded.extra_features.len(),
+                    names,
                 };
                 match route.shard.try_send(batch) {
                     Ok(()) => {}

@@ -70,6 +70,9 @@ impl Sidecar {
     /// Starts the sidecar with the monitoring pipeline behind the tee: the
     /// configured models' baselines, windows and drift detectors.
     pub async fn start_monitoring(config: &Config) -> Result<Sidecar, StartError> {
+        let mut config = config.clone();
+        learn_feature_names(&mut config).await;
+        let config = &config;
         let monitor = Monitor::start(config, Arc::new(std::time::SystemTime::now))?;
         let view = monitor.view();
         let mut sidecar = Self::start_with(config, || monitor.consumer(), Some(view)).await?;
@@ -216,6 +219,60 @@ impl Sidecar {
         ShutdownReport {
             connections_cut: drained.connections_cut,
             mirror_flushed,
+        }
+    }
+}
+
+/// Asks the model server for the input names of KServe models configured
+/// without `features` and without a baseline file (which would name them).
+/// A server that does not answer is no error: the names then come from the
+/// first decoded request.
+async fn learn_feature_names(config: &mut Config) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    let client: Client<HttpConnector, Empty<bytes::Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let base = format!("{}://{}", config.upstream.scheme, config.upstream.authority);
+    for model in &mut config.models {
+        let kserve = matches!(
+            model.protocol,
+            None | Some(crate::config::Protocol::KserveV2)
+        );
+        let named_by_file = matches!(model.baseline, Some(crate::config::BaselineSource::File(_)));
+        if !model.features.is_empty() || !kserve || named_by_file {
+            continue;
+        }
+        let url = format!("{base}/v2/models/{}", model.name);
+        let Ok(uri) = url.parse::<Uri>() else {
+            continue;
+        };
+        let fetch = async {
+            let response = client.get(uri).await.map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("answered {}", response.status()));
+            }
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::protocol::parse_model_metadata(&body.to_bytes()).map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), fetch).await {
+            Ok(Ok(metadata)) if !metadata.feature_names().is_empty() => {
+                model.features = metadata.feature_names();
+                tracing::info!(model = %model.name, features = ?model.features, "Feature names taken from the model server's metadata.");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::info!(model = %model.name, %url, %error, "No model metadata; feature names will come from the first request.");
+            }
+            Err(_) => {
+                tracing::info!(model = %model.name, %url, "Model metadata timed out; feature names will come from the first request.");
+            }
         }
     }
 }

@@ -47,6 +47,25 @@ pub fn evaluate(
             "the window holds {} observations; drift is evaluated from drift.min_samples = {}",
             summary.count, settings.min_samples
         ));
+        // Still list the features, so an operator sees what is watched.
+        report.features = baseline
+            .features
+            .iter()
+            .zip(&summary.features)
+            .map(|(profile, window)| FeatureDrift {
+                feature: profile.name.clone(),
+                kind: match window {
+                    FeatureSummary::Numeric(_) => "numeric",
+                    FeatureSummary::Categorical { .. } => "categorical",
+                },
+                count: match window {
+                    FeatureSummary::Numeric(n) => n.count,
+                    FeatureSummary::Categorical { counts, .. } => counts.values().sum(),
+                },
+                drifted: false,
+                methods: Vec::new(),
+            })
+            .collect();
         return report;
     }
     let mut pending = Vec::new();

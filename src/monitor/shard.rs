@@ -30,12 +30,25 @@ pub struct Batch {
     pub observations: Vec<Observation>,
     /// Inputs the request carried that the model does not declare.
     pub extra: usize,
+    /// The feature names the decoder used, sent until the shard has frozen
+    /// its names (models configured without `features`).
+    pub names: Option<Vec<String>>,
 }
 
 /// Where the shard's baseline stands.
 pub enum BaselineState {
     /// No baseline configured: counters only.
     Missing,
+    /// Learning is configured but the feature names are not known yet: they
+    /// come from the first decoded request.
+    AwaitingNames {
+        /// Observations to learn from.
+        target: u64,
+        /// Where to persist the frozen baseline.
+        save: Option<PathBuf>,
+        /// Quantile bins per numeric feature.
+        bins: usize,
+    },
     /// Learning from the first live observations.
     Learning {
         /// Accumulates the profile.
@@ -53,6 +66,10 @@ pub enum BaselineState {
 pub struct Shard {
     stats: Arc<ModelStats>,
     names: Vec<String>,
+    /// Raised once `names` is final, so decoders stop sending theirs.
+    names_frozen: Arc<std::sync::atomic::AtomicBool>,
+    /// Configured categorical feature names, applied when names freeze late.
+    categorical_names: Vec<String>,
     categorical: Vec<bool>,
     validate: Validate,
     settings: Drift,
@@ -63,18 +80,27 @@ pub struct Shard {
 
 impl Shard {
     /// A shard for a model with known feature names.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         stats: Arc<ModelStats>,
         names: Vec<String>,
-        categorical: Vec<bool>,
+        names_frozen: Arc<std::sync::atomic::AtomicBool>,
+        categorical_names: Vec<String>,
         validate: Validate,
         settings: Drift,
         baseline: BaselineState,
         clock: Clock,
     ) -> Self {
+        let categorical = names
+            .iter()
+            .map(|n| categorical_names.contains(n))
+            .collect();
+        names_frozen.store(!names.is_empty(), std::sync::atomic::Ordering::Release);
         let mut shard = Shard {
             stats,
             names,
+            names_frozen,
+            categorical_names,
             categorical,
             validate,
             settings,
@@ -109,6 +135,11 @@ impl Shard {
 
     /// Takes one decoded exchange.
     pub fn observe(&mut self, batch: Batch) {
+        if self.names.is_empty()
+            && let Some(names) = batch.names.filter(|n| !n.is_empty())
+        {
+            self.freeze_names(names);
+        }
         self.stats
             .count_observations(batch.observations.len() as u64);
         let layout = self.stats.layout();
@@ -164,7 +195,7 @@ impl Shard {
                         }
                     }
                 }
-                BaselineState::Missing => {}
+                BaselineState::Missing | BaselineState::AwaitingNames { .. } => {}
             }
         }
     }
@@ -198,6 +229,29 @@ impl Shard {
             },
         };
         self.stats.publish(report);
+    }
+
+    fn freeze_names(&mut self, names: Vec<String>) {
+        tracing::info!(model = %self.stats.name, features = ?names, "Feature names taken from the first request.");
+        self.categorical = names
+            .iter()
+            .map(|n| self.categorical_names.contains(n))
+            .collect();
+        self.names = names;
+        self.names_frozen
+            .store(true, std::sync::atomic::Ordering::Release);
+        let baseline = match std::mem::replace(&mut self.baseline, BaselineState::Missing) {
+            BaselineState::AwaitingNames { target, save, bins } => learning(
+                &self.stats.name,
+                &self.names,
+                &self.categorical,
+                target,
+                save,
+                bins,
+            ),
+            other => other,
+        };
+        self.install(baseline);
     }
 
     fn freeze(&mut self) {
@@ -238,6 +292,10 @@ impl Shard {
                 .collect(),
             _ => vec![Vec::new(); self.names.len()],
         };
+        if self.names.is_empty() {
+            self.baseline = baseline;
+            return;
+        }
         let layout = FeatureLayout::new(self.names.clone(), ratios);
         if let Some(old) = self.stats.layout() {
             layout.carry_violations(&old);
