@@ -355,3 +355,171 @@ fn decide(features: &mut [FeatureDrift], prediction: &mut PredictionDrift) {
     }
     prediction.drifted = verdict(&prediction.methods);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::baseline::{BaselineBuilder, BuildOptions, FeatureKind, LineageInputs};
+    use crate::config::{Config, Overrides};
+    use crate::observation::{FeatureValue, Observation, Prediction};
+    use crate::window::{FeatureSpec, Window, WindowSpec};
+
+    fn settings(extra: &str) -> Drift {
+        let yaml = format!("upstream: http://127.0.0.1:1\ndrift: {{ min_samples: 50{extra} }}\n");
+        Config::from_yaml(&yaml, &Overrides::default())
+            .expect("valid")
+            .drift
+    }
+
+    fn observation(x: f64, label: &str, class: u32) -> Observation {
+        let mut p = [0.1, 0.1, 0.1];
+        p[class as usize] = 0.8;
+        Observation {
+            model: Arc::from("m"),
+            version: None,
+            time: SystemTime::UNIX_EPOCH,
+            request_id: Arc::from("r"),
+            row: 0,
+            features: vec![
+                FeatureValue::Number(x),
+                FeatureValue::Category(Arc::from(label)),
+            ],
+            prediction: Some(Prediction::from_probabilities(&p)),
+        }
+    }
+
+    /// A baseline over a numeric `x` and a categorical `c`, with predictions.
+    fn fixture(rows: impl Fn(usize) -> Observation, n: usize) -> (Baseline, Window) {
+        let features = vec![
+            ("x".into(), FeatureKind::Numeric),
+            ("c".into(), FeatureKind::Categorical),
+        ];
+        let mut builder = BaselineBuilder::new("m", features, BuildOptions::default());
+        for i in 0..n {
+            let o = rows(i);
+            builder.add_row(&o.features, o.prediction.as_ref());
+        }
+        let baseline = builder
+            .finish(LineageInputs::live(n as u64, SystemTime::UNIX_EPOCH))
+            .expect("baseline");
+        let spec = WindowSpec {
+            length: Duration::from_secs(300),
+            step: Duration::from_secs(30),
+            sample_cap: 2000,
+            features: vec![
+                FeatureSpec::Numeric {
+                    edges: baseline.features[0]
+                        .numeric
+                        .as_ref()
+                        .map(|n| n.edges.clone())
+                        .unwrap_or_default(),
+                },
+                FeatureSpec::Categorical,
+            ],
+            score_edges: baseline
+                .prediction
+                .as_ref()
+                .and_then(|p| p.score.as_ref())
+                .map(|s| s.edges.clone()),
+        };
+        (baseline, Window::new(spec, 1))
+    }
+
+    fn reference(i: usize) -> Observation {
+        observation((i % 97) as f64, ["a", "b", "c"][i % 3], (i % 3) as u32)
+    }
+
+    #[test]
+    fn a_stable_window_drifts_nowhere() {
+        let (baseline, mut window) = fixture(reference, 3000);
+        for i in 0..600 {
+            window.observe(i as u64, &reference(i * 7 + 1));
+        }
+        let report = evaluate(&baseline, &window.summary(), &settings(""), "t".into());
+        assert_eq!(report.features.len(), 2);
+        assert!(report.features.iter().all(|f| !f.drifted), "{report:#?}");
+        assert!(!report.prediction.drifted, "{:#?}", report.prediction);
+        let categorical: Vec<&str> = report.features[1]
+            .methods
+            .iter()
+            .map(|m| m.method)
+            .collect();
+        assert_eq!(categorical, ["psi", "chi2"]);
+    }
+
+    #[test]
+    fn unseen_categories_and_shifted_classes_are_caught() {
+        let (baseline, mut window) = fixture(reference, 3000);
+        for i in 0..600 {
+            // Half the traffic now carries a category the baseline never saw,
+            // and the model answers class 2 far more often.
+            let label = if i % 2 == 0 {
+                "new"
+            } else {
+                ["a", "b", "c"][i % 3]
+            };
+            let class = if i % 4 == 0 { (i % 3) as u32 } else { 2 };
+            window.observe(i as u64, &observation((i % 97) as f64, label, class));
+        }
+        let report = evaluate(&baseline, &window.summary(), &settings(""), "t".into());
+        assert!(
+            !report.features[0].drifted,
+            "x did not move: {:#?}",
+            report.features[0]
+        );
+        assert!(report.features[1].drifted, "{:#?}", report.features[1]);
+        let class_tests: Vec<_> = report
+            .prediction
+            .methods
+            .iter()
+            .filter(|m| m.target == Some("class"))
+            .collect();
+        assert!(
+            class_tests.iter().any(|m| m.method == "chi2" && m.drifted),
+            "{class_tests:#?}"
+        );
+        assert!(report.prediction.drifted);
+        assert_eq!(report.drifted_share, 0.5);
+    }
+
+    #[test]
+    fn bonferroni_divides_alpha_by_the_number_of_tests() {
+        let (baseline, mut window) = fixture(reference, 3000);
+        for i in 0..600 {
+            window.observe(i as u64, &reference(i * 7 + 1));
+        }
+        let report = evaluate(
+            &baseline,
+            &window.summary(),
+            &settings(", alpha: 0.04"),
+            "t".into(),
+        );
+        let tests: Vec<&MethodResult> = report
+            .features
+            .iter()
+            .flat_map(|f| &f.methods)
+            .chain(&report.prediction.methods)
+            .filter(|m| m.p_value.is_some())
+            .collect();
+        assert!(tests.len() >= 3);
+        for test in tests {
+            assert!(
+                (test.threshold - 0.04 / (report_tests(&report) as f64)).abs() < 1e-15,
+                "{test:?}"
+            );
+        }
+    }
+
+    fn report_tests(report: &ModelDrift) -> usize {
+        report
+            .features
+            .iter()
+            .flat_map(|f| &f.methods)
+            .chain(&report.prediction.methods)
+            .filter(|m| m.p_value.is_some())
+            .count()
+    }
+}
