@@ -139,9 +139,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(Some(&file), &Overrides::default()) {
-            Ok(_) => {
-                println!("{}: OK", file.display());
-                Ok(ExitCode::SUCCESS)
+            Ok(config) => {
+                let problems = sidewatch::monitor::check_baselines(&config);
+                if problems.is_empty() {
+                    println!("{}: OK", file.display());
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    for problem in problems {
+                        eprintln!("error: {problem}");
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
             }
             Err(error) => Ok(report_config_error(&error)),
         },

@@ -213,6 +213,24 @@ impl Monitor {
     }
 }
 
+/// Loads every configured baseline file and checks it against its model,
+/// as start-up would; for `sidewatch config check`.
+pub fn check_baselines(config: &Config) -> Vec<MonitorError> {
+    config
+        .models
+        .iter()
+        .filter_map(|model| match &model.baseline {
+            Some(BaselineSource::File(path)) => {
+                load_checked(&model.name, path, &model.features).err()
+            }
+            Some(BaselineSource::Learn {
+                save: Some(path), ..
+            }) if path.exists() => load_checked(&model.name, path, &model.features).err(),
+            _ => None,
+        })
+        .collect()
+}
+
 fn load_checked(
     model: &str,
     path: &std::path::Path,
