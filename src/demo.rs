@@ -1,23 +1,31 @@
 //! `sidewatch demo`: a model server, the sidecar in front of it and traffic
 //! through it, all in one process, so one command on a fresh machine shows
-//! the proxy and its tee at work.
+//! the proxy, its tee and drift detection at work.
 //!
 //! ```text
 //! traffic (8 clients) ──► sidecar proxy ──► model server (iris, KServe v2)
-//!                              │ tee
+//! baseline, then drift         │ tee
 //!                              ▼
-//!                        mirror queue ──► Counting consumer
+//!                        mirror queue ──► monitor: decode, window, drift tests
+//!                                                  against the baseline file
+//!                                                        │ (/v1/drift)
+//!                              live line and summary ◄───┘
 //! ```
 //!
-//! The consumer only counts for now; drift detection plugs in there.
+//! The baseline is drawn in process from the baseline phase's distribution
+//! before anything starts; halfway through, the traffic shifts two features
+//! (see `phase.rs`) and the live line shows when the monitor notices.
 
+mod baseline;
 pub mod model;
+mod phase;
 mod report;
 mod traffic;
+mod watch;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,10 +33,11 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{Config, Overrides};
-use crate::mirror::{Consumer, Exchange};
 use crate::sidecar::Sidecar;
+use baseline::BaselineFile;
 use model::{FEATURES, MODEL_NAME, ModelServer};
 use traffic::TrafficStats;
+use watch::DriftWatch;
 
 /// The proxy's usual port, used when free so the printed URLs are familiar.
 const PROXY_PORT: u16 = 8000;
@@ -36,16 +45,32 @@ const PROXY_PORT: u16 = 8000;
 const ADMIN_PORT: u16 = 9464;
 /// How long the summary waits for the mirror to catch up with the traffic.
 const MIRROR_CATCH_UP: Duration = Duration::from_secs(2);
+/// How often the drift verdict is read, so that the time of the first
+/// detection is known to a tenth of a second, not to the live line's second.
+const POLL: Duration = Duration::from_millis(100);
+/// Observations a window needs before it is tested: about a second of
+/// traffic, and enough for KS to see a shift of a few tenths of a σ.
+const MIN_SAMPLES: u64 = 200;
+/// sidewatch's default significance level, spelled out so the summary can
+/// name it; Bonferroni spreads it over the six tests (KS on four features,
+/// chi-square on the classes, KS on the score). The demo keeps the default
+/// to show what a user gets: the shifts are detected within a second or two
+/// even so, and the measurements are rounded to the millimetre, which makes
+/// KS conservative (tied values), so chance flags on the unshifted features
+/// are rarer than alpha suggests.
+const ALPHA: f64 = 0.05;
+/// The window stays within these bounds whatever the run's length.
+const MIN_WINDOW: Duration = Duration::from_secs(2);
+const MAX_WINDOW: Duration = Duration::from_secs(10);
 
-/// What the demo's mirror consumers have seen, shared with the live view.
-#[derive(Debug, Default)]
-struct Tally {
-    exchanges: AtomicU64,
-    body_bytes: AtomicU64,
+/// The drift window and its step for a run of a given length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DriftTiming {
+    /// What each evaluation compares with the baseline.
+    window: Duration,
+    /// How often the window advances and is evaluated.
+    step: Duration,
 }
-
-/// The mirror consumer: counts exchanges and the body bytes the tee copied.
-struct Counting(Arc<Tally>);
 
 /// Runs the demo: traffic for `duration` (or until Ctrl-C), then a summary.
 pub async fn run(duration: Duration) -> anyhow::Result<()> {
@@ -53,9 +78,17 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         .await
         .context("cannot listen for the model server")?;
     let model = ModelServer::start(listener).context("cannot start the model server")?;
-    let tally = Arc::new(Tally::default());
-    let sidecar = start_sidecar(model.addr(), &tally).await?;
-    println!("{}", report::banner(&sidecar, model.addr(), duration));
+    let baseline = BaselineFile::create()?;
+    let timing = DriftTiming::for_run(duration);
+    let sidecar = start_sidecar(model.addr(), baseline.path(), timing).await?;
+    let mut watch = sidecar
+        .monitor()
+        .and_then(|monitor| DriftWatch::new(&monitor, phase::drift_start(duration)))
+        .context("the sidecar does not monitor the demo model")?;
+    println!(
+        "{}",
+        report::banner(&sidecar, model.addr(), duration, baseline.path(), timing)
+    );
 
     let traffic_stats = Arc::new(TrafficStats::default());
     let started = Instant::now();
@@ -68,6 +101,8 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     let second = Duration::from_secs(1);
     let mut ticks = tokio::time::interval_at(started + second, second);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut polls = tokio::time::interval(POLL);
+    polls.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
     let mut interruptible = true;
@@ -77,8 +112,10 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
                 break joined.context("the traffic generator panicked").and_then(|r| r);
             }
             _ = ticks.tick() => {
-                println!("{}", live.line(started.elapsed(), &sidecar, &traffic_stats, &tally));
+                watch.poll(started.elapsed());
+                println!("{}", live.line(started.elapsed(), &sidecar, &traffic_stats, &watch));
             }
+            _ = polls.tick() => watch.poll(started.elapsed()),
             interrupted = &mut interrupt, if interruptible => match interrupted {
                 Ok(()) => {
                     traffic.abort();
@@ -99,9 +136,19 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         .requests()
         .saturating_sub(traffic_stats.errors());
     wait_for_mirror(&sidecar, expected).await;
+    watch
+        .settle(traffic_stats.rows(), timing.step, started)
+        .await;
     println!(
         "{}",
-        report::summary(elapsed, &sidecar, &traffic_stats, &tally)
+        report::summary(
+            elapsed,
+            &sidecar,
+            &traffic_stats,
+            &watch,
+            baseline.path(),
+            timing
+        )
     );
     let stopped = sidecar.shutdown().await;
     model.shutdown().await;
@@ -125,10 +172,13 @@ fn free_or_any(port: u16) -> SocketAddr {
     }
 }
 
-async fn start_sidecar(upstream: SocketAddr, tally: &Arc<Tally>) -> anyhow::Result<Sidecar> {
-    let consumer = || -> Box<dyn Consumer> { Box::new(Counting(tally.clone())) };
+async fn start_sidecar(
+    upstream: SocketAddr,
+    baseline: &Path,
+    timing: DriftTiming,
+) -> anyhow::Result<Sidecar> {
     let (listen, admin) = (free_or_any(PROXY_PORT), free_or_any(ADMIN_PORT));
-    match Sidecar::start(&config(listen, admin, upstream)?, consumer).await {
+    match Sidecar::start_monitoring(&config(listen, admin, upstream, baseline, timing)?).await {
         Ok(sidecar) => return Ok(sidecar),
         // Another process may have taken a port since it was probed.
         Err(error) if (listen, admin) != (any_port(), any_port()) => {
@@ -136,13 +186,25 @@ async fn start_sidecar(upstream: SocketAddr, tally: &Arc<Tally>) -> anyhow::Resu
         }
         Err(error) => return Err(error).context("cannot start the sidecar"),
     }
-    Sidecar::start(&config(any_port(), any_port(), upstream)?, consumer)
+    let config = config(any_port(), any_port(), upstream, baseline, timing)?;
+    Sidecar::start_monitoring(&config)
         .await
         .context("cannot start the sidecar")
 }
 
 /// The sidecar's config for the demo, written as a user would write it.
-fn config(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr) -> anyhow::Result<Config> {
+fn config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    baseline: &Path,
+    timing: DriftTiming,
+) -> anyhow::Result<Config> {
+    let baseline = baseline
+        .to_str()
+        .with_context(|| format!("the baseline path {} is not UTF-8", baseline.display()))?;
+    // A JSON string is a valid YAML double-quoted scalar, whatever the path holds.
+    let baseline = serde_json::to_string(baseline).context("cannot quote the baseline path")?;
     let yaml = format!(
         r#"
 listen: "{listen}"
@@ -154,6 +216,12 @@ models:
   - name: {MODEL_NAME}
     protocol: kserve_v2
     features: [{features}]
+    baseline: {baseline}
+drift:
+  window: {window}ms
+  step: {step}ms
+  min_samples: {MIN_SAMPLES}
+  alpha: {ALPHA}
 mirror:
   queue: 4096
   max_payload: 64KiB
@@ -165,6 +233,8 @@ shutdown:
   drain: 2s
 "#,
         features = FEATURES.join(", "),
+        window = timing.window.as_millis(),
+        step = timing.step.as_millis(),
     );
     Config::from_yaml(&yaml, &Overrides::default()).context("the demo's config is invalid")
 }
@@ -196,43 +266,72 @@ async fn wait_for_mirror(sidecar: &Sidecar, expected: u64) {
     }
 }
 
-// === impl Tally ===
+// === impl DriftTiming ===
 
-impl Tally {
-    fn exchanges(&self) -> u64 {
-        self.exchanges.load(Ordering::Relaxed)
-    }
-
-    fn body_bytes(&self) -> u64 {
-        self.body_bytes.load(Ordering::Relaxed)
-    }
-}
-
-// === impl Counting ===
-
-impl Consumer for Counting {
-    fn consume(&mut self, exchange: Exchange) {
-        let bytes = exchange.request_body.bytes.len() + exchange.response_body.bytes.len();
-        self.0.exchanges.fetch_add(1, Ordering::Relaxed);
-        self.0.body_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+impl DriftTiming {
+    /// A quarter of the run, that is half the drift phase, within
+    /// [`MIN_WINDOW`] and [`MAX_WINDOW`], rounded to a tenth of a second.
+    ///
+    /// Half the phase because detection comes a fraction of a window after
+    /// the shift (once the shifted rows are a large enough share of it), and
+    /// by the end of the run the window holds only shifted traffic, so the
+    /// final verdict compares the new distribution with the baseline cleanly.
+    /// Below 2 s a window would hold too few rows for `min_samples`; above
+    /// 10 s (2,600 rows) more rows no longer help, as the tests sample at
+    /// most `drift.sample` values, and detection only gets slower.
+    ///
+    /// The step is a tenth of the window, at most a second: the window
+    /// moves smoothly and the live line sees a fresh verdict every second.
+    fn for_run(duration: Duration) -> DriftTiming {
+        let quarter = (duration / 4).clamp(MIN_WINDOW, MAX_WINDOW);
+        let window = Duration::from_millis(quarter.as_millis() as u64 / 100 * 100);
+        DriftTiming {
+            window,
+            step: (window / 10).min(Duration::from_secs(1)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Protocol;
+    use crate::config::{BaselineSource, Protocol};
 
     #[test]
     fn the_demo_config_is_valid() {
         let addr = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let config = config(addr(8000), addr(0), addr(40_000)).expect("valid config");
+        let baseline = Path::new("/tmp/odd \"dir\"/iris.baseline.json");
+        let timing = DriftTiming::for_run(Duration::from_secs(30));
+        let config =
+            config(addr(8000), addr(0), addr(40_000), baseline, timing).expect("valid config");
         assert_eq!(config.listen, addr(8000));
         assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:40000");
         assert_eq!(config.models.len(), 1);
         assert_eq!(config.models[0].name, "iris");
         assert_eq!(config.models[0].protocol, Some(Protocol::KserveV2));
         assert_eq!(config.models[0].features, FEATURES);
+        assert_eq!(
+            config.models[0].baseline,
+            Some(BaselineSource::File(baseline.to_owned()))
+        );
+        assert_eq!(config.drift.window, timing.window);
+        assert_eq!(config.drift.step, timing.step);
+        assert_eq!(config.drift.min_samples, MIN_SAMPLES);
+        assert_eq!(config.drift.alpha, ALPHA);
         assert!(config.mirror.enabled);
+    }
+
+    #[test]
+    fn the_window_is_half_the_drift_phase_within_bounds() {
+        let timing = |secs| {
+            let t = DriftTiming::for_run(Duration::from_secs_f64(secs));
+            (t.window.as_millis(), t.step.as_millis())
+        };
+        assert_eq!(timing(30.0), (7500, 750));
+        assert_eq!(timing(20.0), (5000, 500));
+        assert_eq!(timing(13.0), (3200, 320));
+        assert_eq!(timing(6.0), (2000, 200));
+        assert_eq!(timing(0.5), (2000, 200));
+        assert_eq!(timing(600.0), (10_000, 1000));
     }
 }

@@ -207,10 +207,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 async fn run(config: Config) -> Result<()> {
+    // Handlers first: a SIGTERM that arrives while the sidecar is starting
+    // must drain it, not kill the process with the default disposition.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let sidecar = Sidecar::start_monitoring(&config)
         .await
         .context("cannot start the sidecar")?;
-    wait_for_signal().await?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
     tracing::info!("Signal received; shutting down.");
     let report = sidecar.shutdown().await;
     if report.connections_cut > 0 {
@@ -218,16 +228,6 @@ async fn run(config: Config) -> Result<()> {
             connections = report.connections_cut,
             "Some connections were still busy after shutdown.drain."
         );
-    }
-    Ok(())
-}
-
-async fn wait_for_signal() -> Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        result = tokio::signal::ctrl_c() => result.context("cannot install the SIGINT handler")?,
     }
     Ok(())
 }

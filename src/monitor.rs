@@ -151,7 +151,8 @@ impl Monitor {
                     }
                 },
             };
-            let stats = Arc::new(ModelStats::new(Arc::from(model.name.as_str())));
+            let label = model.protocol.map_or("unknown", protocol_label);
+            let stats = Arc::new(ModelStats::new(Arc::from(model.name.as_str()), label));
             let names_frozen = Arc::new(AtomicBool::new(false));
             let mut schema = ModelSchema::from_model(model);
             schema.features = names.clone();

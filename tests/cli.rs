@@ -172,8 +172,11 @@ fn run_without_an_upstream_says_so() {
 
 #[test]
 fn demo_runs_end_to_end_and_prints_a_summary() {
+    // 6s: a 3s drift phase, and the demo's shortest window (2s), so the
+    // shift is detected within about a second and the final window holds
+    // only shifted traffic.
     let output = Command::new(BIN)
-        .args(["demo", "--duration", "2s"])
+        .args(["demo", "--duration", "6s"])
         .stdin(Stdio::null())
         .output()
         .expect("run the demo");
@@ -184,7 +187,7 @@ fn demo_runs_end_to_end_and_prints_a_summary() {
         String::from_utf8_lossy(&output.stderr)
     );
     let summary = stdout
-        .split("summary")
+        .split("\nsummary\n")
         .nth(1)
         .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
     let requests: u64 = summary
@@ -193,14 +196,62 @@ fn demo_runs_end_to_end_and_prints_a_summary() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no request count in:\n{summary}"));
-    assert!(requests > 50, "only {requests} requests in 2s:\n{summary}");
+    assert!(requests > 300, "only {requests} requests in 6s:\n{summary}");
     assert!(summary.contains(" 0 errors"), "{summary}");
-    assert!(
-        summary.contains("/metrics"),
-        "admin URLs in the summary:\n{summary}"
-    );
+    for url in ["/metrics", "/v1/drift"] {
+        assert!(summary.contains(url), "{url} in the summary:\n{summary}");
+    }
     assert!(
         summary.contains(&format!("offered {requests}")),
         "every request mirrored:\n{summary}"
+    );
+    assert!(summary.contains(" 0 decode errors"), "{summary}");
+    assert!(summary.contains("baseline      ready"), "{summary}");
+
+    // Exactly the two shifted features drifted at the end. The traffic is
+    // seeded, so the final window holds the same rows run after run; only
+    // its edges move with timing ...
+    let field = |name: &str| {
+        summary
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("  {name:<14}")))
+            .unwrap_or_else(|| panic!("no `{name}` line in:\n{summary}"))
+    };
+    let drifted: Vec<&str> = field("drifted")
+        .split(" (")
+        .next()
+        .unwrap_or_default()
+        .split(", ")
+        .collect();
+    assert_eq!(drifted, ["sepal_width", "petal_length"], "{summary}");
+    // ... and each was first flagged well within the 3s drift phase.
+    let detected = field("detected");
+    for feature in ["sepal_width", "petal_length"] {
+        let after: f64 = detected
+            .split(", ")
+            .find_map(|item| item.strip_prefix(&format!("{feature} +")))
+            .and_then(|rest| rest.split('s').next())
+            .and_then(|seconds| seconds.parse().ok())
+            .unwrap_or_else(|| panic!("{feature} not detected in the drift phase:\n{summary}"));
+        assert!(after < 2.5, "{feature} detected {after}s in:\n{summary}");
+    }
+}
+
+#[test]
+fn config_check_loads_baseline_files() {
+    let path = write_temp(
+        "missing-baseline.yaml",
+        "upstream: http://127.0.0.1:8080\nmodels: [{ name: iris, baseline: /nonexistent/iris.baseline.json }]\n",
+    );
+    let output = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("model iris") && stderr.contains("/nonexistent/iris.baseline.json"),
+        "{stderr}"
     );
 }

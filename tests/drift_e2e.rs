@@ -150,6 +150,7 @@ async fn two_shifted_features_drift_and_nothing_else_does() {
     send_rows(&sidecar, 2000, 1, [0.0; 4]).await;
     let before = evaluated(&sidecar, 2000).await;
     assert_eq!(before["baseline"], "ready");
+    assert_eq!(before["evaluated"], true);
     assert!(
         drifted(&before).is_empty(),
         "drift on in-distribution traffic: {before:#}"

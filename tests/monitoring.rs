@@ -158,6 +158,14 @@ async fn feature_names_come_from_the_first_request_without_metadata() {
         .filter_map(|f| f["feature"].as_str())
         .collect();
     assert_eq!(names, ["x", "y"], "{report:#}");
+    // Nothing in the window yet: listed, but not evaluated, and no
+    // drifted_share gauge that would read as "no drift".
+    assert_eq!(report["evaluated"], false);
+    let (_, metrics) = admin_get(&sidecar, "/metrics").await;
+    assert!(
+        !metrics.contains("sidewatch_drifted_share{model=\"m\"}"),
+        "{metrics}"
+    );
     sidecar.shutdown().await;
 }
 
@@ -272,6 +280,10 @@ async fn validation_decode_errors_and_predictions_are_counted() {
             "sidewatch_decode_errors_total{model=\"m\",protocol=\"kserve_v2\"} "
         ),
         Some(1)
+    );
+    assert!(
+        !metrics.contains("sidewatch_decode_errors_total{model=\"m\",protocol=\"openai\"}"),
+        "protocols the model does not speak stay out of the metrics"
     );
     assert_eq!(
         metric(

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use iris::{CLASSES, FEATURES};
-pub use v2::MODEL_NAME;
+pub use v2::{MODEL_NAME, served_probabilities};
 
 /// Largest infer body accepted; a few thousand rows fit comfortably.
 const MAX_BODY: usize = 1 << 20;

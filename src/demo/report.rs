@@ -1,17 +1,22 @@
 //! What the demo prints: the addresses to try, one line per second while
 //! traffic flows, and a summary at the end.
 
+mod drift;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::Sidecar;
 use crate::sidecar::ShutdownReport;
 use crate::telemetry::latency::Series;
 
-use super::Tally;
+use super::DriftTiming;
 use super::model::{CLASSES, MODEL_NAME};
-use super::traffic::{self, CLIENTS, PHASES, RATE, TrafficStats};
+use super::phase::{self, PHASES};
+use super::traffic::{CLIENTS, RATE, TrafficStats};
+use super::watch::DriftWatch;
 
 /// The per-second view; remembers the previous line for the rate.
 #[derive(Debug)]
@@ -39,7 +44,7 @@ impl Live {
         elapsed: Duration,
         sidecar: &Sidecar,
         traffic: &TrafficStats,
-        tally: &Tally,
+        watch: &DriftWatch,
     ) -> String {
         let requests = traffic.requests();
         let window = elapsed.saturating_sub(self.last_elapsed).as_secs_f64();
@@ -53,25 +58,39 @@ impl Live {
         // Quantiles cover the whole run so far: a steadier read than one second's worth.
         let overhead = sidecar.stats().latency().overhead;
         format!(
-            "{:>5.1}s  {:<9} requests {:>6}  {:>4.0} req/s  errors {}  overhead p50 {:>4.0}µs p99 {:>5.0}µs  mirrored {:>6}",
+            "{:>5.1}s  {:<9} requests {:>6}  {:>4.0} req/s  errors {}  overhead p50 {:>4.0}µs p99 {:>5.0}µs  mirrored {:>6}  {}",
             elapsed.as_secs_f64(),
-            traffic::phase_at(elapsed, self.duration).name,
+            phase::phase_at(elapsed, self.duration).name,
             requests,
             rate,
             traffic.errors(),
             overhead.quantile_seconds(0.5) * 1e6,
             overhead.quantile_seconds(0.99) * 1e6,
-            tally.exchanges(),
+            sidecar.mirror_stats().map_or(0, |m| m.consumed()),
+            drift::live(&watch.latest()),
         )
     }
 }
 
 /// What runs where, printed before the traffic starts.
-pub fn banner(sidecar: &Sidecar, model: SocketAddr, duration: Duration) -> String {
+pub fn banner(
+    sidecar: &Sidecar,
+    model: SocketAddr,
+    duration: Duration,
+    baseline: &Path,
+    timing: DriftTiming,
+) -> String {
     let proxy = sidecar.proxy_addr();
     let phases: Vec<String> = PHASES
         .iter()
-        .map(|p| format!("{} {:.0}%", p.name, p.share * 100.0))
+        .map(|p| {
+            let shift = p.describe_shift();
+            if shift.is_empty() {
+                format!("{} {:.0}%", p.name, p.share * 100.0)
+            } else {
+                format!("{} {:.0}% ({})", p.name, p.share * 100.0, shift.join(", "))
+            }
+        })
         .collect();
     let mut out = String::new();
     let _ = writeln!(
@@ -89,10 +108,13 @@ pub fn banner(sidecar: &Sidecar, model: SocketAddr, duration: Duration) -> Strin
         out,
         "  try           curl -s http://{proxy}/v2/models/{MODEL_NAME}/infer \\\n                  -d '{{\"inputs\":[{{\"name\":\"input\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[5.1,3.5,1.4,0.2]}}]}}'"
     );
+    let _ = writeln!(out, "  phases        {}", phases.join(", "));
     let _ = write!(
         out,
-        "  phases        {}\nCtrl-C ends the traffic early.",
-        phases.join(", ")
+        "  baseline      {} (removed at exit)\n  drift         window {}, evaluated every {}\nCtrl-C ends the traffic early.",
+        baseline.display(),
+        humantime::format_duration(timing.window),
+        humantime::format_duration(timing.step),
     );
     out
 }
@@ -102,7 +124,9 @@ pub fn summary(
     elapsed: Duration,
     sidecar: &Sidecar,
     traffic: &TrafficStats,
-    tally: &Tally,
+    watch: &DriftWatch,
+    baseline: &Path,
+    timing: DriftTiming,
 ) -> String {
     let mut out = String::from("\nsummary\n");
     let requests = traffic.requests();
@@ -157,15 +181,19 @@ pub fn summary(
             if !dropped.is_empty() {
                 let _ = write!(out, " ({})", dropped.join(", "));
             }
-            let _ = writeln!(
-                out,
-                "\n                the demo consumer saw {} exchanges, {:.1} KiB of bodies",
-                tally.exchanges(),
-                tally.body_bytes() as f64 / 1024.0
-            );
+            out.push('\n');
         }
         None => out.push_str("  mirror        off\n"),
     }
+    let stats = watch.stats();
+    let _ = writeln!(
+        out,
+        "  monitor       {} observations, {} decode errors, {} shard-queue drops",
+        stats.observations(),
+        stats.decode_errors(),
+        stats.shard_drops(),
+    );
+    drift::summary(&mut out, watch, elapsed, baseline, timing);
     out.push_str(&admin_urls(sidecar.admin_addr()));
     out
 }
@@ -185,7 +213,7 @@ pub fn stopped(report: ShutdownReport) -> String {
 
 fn admin_urls(admin: SocketAddr) -> String {
     format!(
-        "  admin         http://{admin}/metrics\n                http://{admin}/v1/stats\n                http://{admin}/readyz\n"
+        "  admin         http://{admin}/metrics\n                http://{admin}/v1/stats\n                http://{admin}/v1/drift\n                http://{admin}/readyz\n"
     )
 }
 

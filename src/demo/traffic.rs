@@ -1,7 +1,6 @@
 //! The demo's traffic: a few keep-alive clients sending iris-like rows to
 //! the model through the sidecar at a steady rate, one phase after another.
 
-use std::f64::consts::TAU;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::model::{CLASSES, FEATURES, MODEL_NAME};
+use super::phase::{self, Phase};
 
 /// Concurrent clients, each with its own connection and request loop.
 pub const CLIENTS: usize = 8;
@@ -32,35 +32,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Share of requests that carry a small batch instead of a single row.
 const BATCH_SHARE: f64 = 0.15;
 const MAX_BATCH: usize = 4;
-/// Measurements are positive; the Gaussian tails are not.
-const MIN_MEASUREMENT: f64 = 0.1;
-
-/// Mean and standard deviation per species of Fisher's measurements (cm),
-/// in [`FEATURES`] order. Sampling features independently ignores their
-/// correlation, which still looks like iris to the model and the detectors.
-const SPECIES: [([f64; 4], [f64; 4]); 3] = [
-    ([5.006, 3.428, 1.462, 0.246], [0.352, 0.379, 0.174, 0.105]),
-    ([5.936, 2.770, 4.260, 1.326], [0.516, 0.314, 0.470, 0.198]),
-    ([6.588, 2.974, 5.552, 2.026], [0.636, 0.322, 0.552, 0.275]),
-];
-
-/// A stretch of the run with its own input distribution.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Phase {
-    /// Shown in the live view.
-    pub name: &'static str,
-    /// Fraction of the run; the shares of all phases add up to 1.
-    pub share: f64,
-    /// Added to every sampled row (cm), in [`FEATURES`] order.
-    pub shift: [f64; FEATURES.len()],
-}
-
-/// The phases, in order.
-pub const PHASES: [Phase; 1] = [Phase {
-    name: "baseline",
-    share: 1.0,
-    shift: [0.0; FEATURES.len()],
-}];
 
 /// Counters the clients write and the live view reads.
 #[derive(Debug, Default)]
@@ -130,19 +101,6 @@ impl TrafficStats {
     }
 }
 
-/// The phase in force after `elapsed` of a run lasting `total`.
-pub fn phase_at(elapsed: Duration, total: Duration) -> &'static Phase {
-    let fraction = elapsed.as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
-    let mut end = 0.0;
-    for phase in &PHASES {
-        end += phase.share;
-        if fraction < end {
-            return phase;
-        }
-    }
-    &PHASES[PHASES.len() - 1]
-}
-
 /// Sends infer requests through the proxy at `proxy` for `duration`.
 pub async fn run(
     proxy: SocketAddr,
@@ -202,7 +160,7 @@ async fn send_loop(
         if ticks.tick().await >= deadline || Instant::now() >= deadline {
             break;
         }
-        let batch = sample_batch(&mut rng, phase_at(start.elapsed(), duration));
+        let batch = sample_batch(&mut rng, phase::phase_at(start.elapsed(), duration));
         let body = request_body(&format!("demo-{id}-{sequence}"), &batch);
         let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, call(&client, &uri, body)).await {
             Ok(outcome) => outcome,
@@ -244,26 +202,12 @@ fn sample_batch(rng: &mut fastrand::Rng, phase: &Phase) -> Batch {
         species: Vec::with_capacity(rows),
         values: Vec::with_capacity(rows * FEATURES.len()),
     };
+    let mut row = Vec::with_capacity(FEATURES.len());
     for _ in 0..rows {
-        let species = rng.usize(..SPECIES.len());
-        let (mean, std_dev) = SPECIES[species];
-        batch.species.push(species);
-        for f in 0..FEATURES.len() {
-            let x = mean[f] + phase.shift[f] + std_dev[f] * standard_normal(rng);
-            // Fisher measured to the millimetre; rounding keeps bodies short too.
-            batch
-                .values
-                .push((x.max(MIN_MEASUREMENT) * 10.0).round() / 10.0);
-        }
+        batch.species.push(phase::sample_row(rng, phase, &mut row));
+        batch.values.extend_from_slice(&row);
     }
     batch
-}
-
-/// Box-Muller; `1 - u` keeps the logarithm away from zero.
-fn standard_normal(rng: &mut fastrand::Rng) -> f64 {
-    let u = 1.0 - rng.f64();
-    let v = rng.f64();
-    (-2.0 * u.ln()).sqrt() * (TAU * v).cos()
 }
 
 fn request_body(id: &str, batch: &Batch) -> Bytes {
@@ -328,55 +272,30 @@ fn predicted_classes(body: &[u8]) -> anyhow::Result<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::demo::phase::{BASELINE, DRIFT};
 
     #[test]
     fn the_same_seed_sends_the_same_rows() {
         let mut a = fastrand::Rng::with_seed(7);
         let mut b = fastrand::Rng::with_seed(7);
-        for _ in 0..20 {
-            assert_eq!(
-                sample_batch(&mut a, &PHASES[0]),
-                sample_batch(&mut b, &PHASES[0])
-            );
+        for phase in [&BASELINE, &DRIFT] {
+            for _ in 0..20 {
+                assert_eq!(sample_batch(&mut a, phase), sample_batch(&mut b, phase));
+            }
         }
     }
 
     #[test]
-    fn rows_look_like_their_species() {
+    fn some_requests_carry_a_small_batch() {
         let mut rng = fastrand::Rng::with_seed(1);
-        let mut sums = [[0.0; 4]; 3];
-        let mut counts = [0usize; 3];
         let mut batched = 0;
         for _ in 0..5000 {
-            let batch = sample_batch(&mut rng, &PHASES[0]);
+            let batch = sample_batch(&mut rng, &BASELINE);
+            assert!((1..=MAX_BATCH).contains(&batch.species.len()));
+            assert_eq!(batch.values.len(), batch.species.len() * FEATURES.len());
             batched += usize::from(batch.species.len() > 1);
-            for (row, &species) in batch.values.chunks_exact(4).zip(&batch.species) {
-                counts[species] += 1;
-                for (sum, x) in sums[species].iter_mut().zip(row) {
-                    assert!(*x >= MIN_MEASUREMENT);
-                    *sum += x;
-                }
-            }
         }
         assert!((500..1000).contains(&batched), "{batched} batched requests");
-        for (species, (mean, _)) in SPECIES.iter().enumerate() {
-            for f in 0..4 {
-                let sample_mean = sums[species][f] / counts[species] as f64;
-                assert!(
-                    (sample_mean - mean[f]).abs() < 0.05,
-                    "species {species} feature {f}: {sample_mean}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn the_run_starts_and_ends_in_a_phase() {
-        let total = Duration::from_secs(30);
-        assert_eq!(phase_at(Duration::ZERO, total).name, "baseline");
-        assert_eq!(phase_at(total, total).name, "baseline");
-        let shares: f64 = PHASES.iter().map(|p| p.share).sum();
-        assert!((shares - 1.0).abs() < 1e-9);
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub fn evaluate(
             .collect();
         return report;
     }
+    report.evaluated = true;
     let mut pending = Vec::new();
     for (profile, window) in baseline.features.iter().zip(&summary.features) {
         let (kind, count, methods) = match (

@@ -16,6 +16,9 @@ pub struct ModelDrift {
     pub model: String,
     /// Where the baseline stands: `learning`, `ready`, or `missing`.
     pub baseline: &'static str,
+    /// Whether the tests ran at the latest evaluation; false while the window
+    /// holds fewer than `drift.min_samples` (then "no drift" means "unknown").
+    pub evaluated: bool,
     /// Observations in the evaluated window.
     pub window_count: u64,
     /// RFC 3339 time of the evaluation; `None` before the first one.

@@ -368,5 +368,5 @@ fn unix_ms(time: SystemTime) -> u64 {
 }
 
 fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
+    humantime::format_rfc3339_millis(time).to_string()
 }

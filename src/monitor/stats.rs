@@ -23,6 +23,8 @@ pub const MAX_CLASSES: usize = 64;
 pub struct ModelStats {
     /// The model name (the `model` label).
     pub name: Arc<str>,
+    /// The configured protocol's label (`unknown` when auto-detected).
+    pub protocol: &'static str,
     observations: AtomicU64,
     shard_drops: AtomicU64,
     decode_errors: [AtomicU64; PROTOCOLS.len()],
@@ -91,8 +93,8 @@ impl FeatureLayout {
 }
 
 impl ModelStats {
-    /// Fresh counters for a model.
-    pub fn new(name: Arc<str>) -> Self {
+    /// Fresh counters for a model speaking `protocol` (a [`PROTOCOLS`] label).
+    pub fn new(name: Arc<str>, protocol: &'static str) -> Self {
         ModelStats {
             report: ArcSwap::from_pointee(ModelDrift {
                 model: name.to_string(),
@@ -100,6 +102,7 @@ impl ModelStats {
                 ..ModelDrift::default()
             }),
             name,
+            protocol,
             observations: AtomicU64::new(0),
             shard_drops: AtomicU64::new(0),
             decode_errors: Default::default(),
@@ -219,12 +222,16 @@ impl prometheus_client::collector::Collector for MonitorMetrics {
             "sidewatch_decode_errors",
             "Mirrored exchanges that could not be decoded, by protocol.",
             models.iter().flat_map(|s| {
-                PROTOCOLS.iter().zip(&s.decode_errors).map(move |(p, c)| {
-                    (
-                        vec![m(s), ("protocol", (*p).to_owned())],
-                        c.load(Ordering::Relaxed),
-                    )
-                })
+                // The model's own protocol always (so rate() works from the
+                // start); others only once they occur.
+                PROTOCOLS
+                    .iter()
+                    .zip(&s.decode_errors)
+                    .filter_map(move |(p, c)| {
+                        let n = c.load(Ordering::Relaxed);
+                        (n > 0 || *p == s.protocol)
+                            .then(|| (vec![m(s), ("protocol", (*p).to_owned())], n))
+                    })
             }),
         )?;
         counter(
@@ -340,8 +347,11 @@ impl prometheus_client::collector::Collector for MonitorMetrics {
             &mut encoder,
             "sidewatch_drifted_share",
             "Share of a model's features flagged as drifted at the latest evaluation.",
+            // Absent, not 0, while a window is too small to test: "unknown"
+            // must not read as "no drift" and resolve alerts.
             reports
                 .iter()
+                .filter(|r| r.evaluated)
                 .map(|r| (vec![("model", r.model.clone())], r.drifted_share)),
         )
     }

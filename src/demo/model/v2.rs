@@ -185,6 +185,23 @@ pub fn response_body(request: &InferRequest) -> Result<Vec<u8>, serde_json::Erro
     })
 }
 
+/// The class probabilities a client reads for `row` once both directions
+/// went over the wire: the request's FP32 input, and the response's FP32
+/// output written as its shortest decimal. A baseline built from these
+/// matches what the monitoring later decodes to the last bit.
+pub fn served_probabilities(row: &[f64; FEATURE_COUNT]) -> [f64; 3] {
+    let input = row.map(|x| f64::from(x as f32));
+    iris::probabilities(&input).map(|p| {
+        let single = p as f32;
+        // Display prints the shortest decimal that reads back as `single`,
+        // as serde_json does; parsing it as f64 is what a decoder does.
+        single
+            .to_string()
+            .parse()
+            .unwrap_or_else(|_| f64::from(single))
+    })
+}
+
 /// Row-major values of flat or nested `data`. serde_json caps nesting
 /// while parsing, so the recursion is bounded.
 fn flatten(value: &Value, out: &mut Vec<f64>) -> Result<(), BadRequest> {
@@ -307,6 +324,21 @@ mod tests {
         assert_eq!(doc["outputs"][1]["name"], PREDICTED_CLASS);
         assert_eq!(doc["outputs"][1]["shape"], json!([2]));
         assert_eq!(doc["outputs"][1]["data"], json!([0, 2]));
+    }
+
+    #[test]
+    fn served_probabilities_are_what_the_response_carries() {
+        let row = [5.9, 3.0, 4.2, 1.5];
+        let parsed = request("[1,4]", "[5.9,3.0,4.2,1.5]").expect("valid");
+        let doc: Value =
+            serde_json::from_slice(&response_body(&parsed).expect("serializes")).expect("JSON");
+        let wire: Vec<f64> = doc["outputs"][0]["data"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(Value::as_f64)
+            .collect();
+        assert_eq!(wire, served_probabilities(&row));
     }
 
     #[test]
