@@ -202,10 +202,15 @@ fn numeric_methods(
                 // Normalising by the reference spread makes one threshold fit
                 // features of any unit.
                 let w1 = drift::wasserstein_1(&reference.sample, &current.sample);
+                let raw = w1.as_ref().ok().copied();
                 distance(
                     *method,
                     w1.map(|d| drift::normalize_wasserstein(d, reference.std)),
                 )
+                .map(|(mut result, p)| {
+                    result.raw_score = raw;
+                    (result, p)
+                })
             }
             DriftMethod::Ks => {
                 let mode = if reference.sample.len().max(current.sample.len()) <= KS_EXACT_MAX {
@@ -294,6 +299,7 @@ fn distance(
             method: method.as_str(),
             target: None,
             score,
+            raw_score: None,
             p_value: None,
             threshold,
             drifted: method.is_drift(score, threshold),
@@ -308,6 +314,7 @@ fn test(method: DriftMethod, statistic: f64, p_value: f64, alpha: f64) -> Method
         method: method.as_str(),
         target: None,
         score: statistic,
+        raw_score: None,
         p_value: Some(p_value),
         threshold: alpha,
         drifted: false,
@@ -449,6 +456,17 @@ mod tests {
             .map(|m| m.method)
             .collect();
         assert_eq!(categorical, ["psi", "chi2"]);
+        let w1 = report.features[0]
+            .methods
+            .iter()
+            .find(|m| m.method == "wasserstein");
+        let w1 = w1.expect("wasserstein on the numeric feature");
+        let raw = w1.raw_score.expect("raw distance");
+        let std = baseline.features[0].numeric.as_ref().map_or(0.0, |n| n.std);
+        assert!(
+            raw > 0.0
+                && (w1.score - crate::detect::drift::normalize_wasserstein(raw, std)).abs() < 1e-12
+        );
     }
 
     #[test]

@@ -66,8 +66,11 @@ pub struct MethodResult {
     /// What was tested, for predictions: `class` or `score`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<&'static str>,
-    /// The statistic or distance.
+    /// The statistic or distance (Wasserstein: normalised by the reference std).
     pub score: f64,
+    /// Wasserstein only: the distance in the feature's own units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_score: Option<f64>,
     /// For tests with one (ks, chi2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,

@@ -244,6 +244,7 @@ mod tests {
             method: "ks",
             target: None,
             score: 0.1,
+            raw_score: None,
             p_value: Some(p_value),
             threshold: 0.05,
             drifted: p_value < 0.05,
