@@ -77,9 +77,7 @@ pin_project! {
             // hyper never polls a body that is empty from the start, so
             // "complete" is whether the body had ended, not whether we saw it end.
             let complete = this.inner.is_end_stream();
-            if let Some((capture, cell)) = this.capture.take() {
-                let _ = cell.request_body.set(capture.finish(complete));
-            }
+            settle(this.capture, complete);
         }
     }
 }
@@ -231,6 +229,13 @@ impl Drop for ExchangeCell {
     }
 }
 
+/// Hands the request body copy, finished, to its exchange (once).
+fn settle(capture: &mut Option<(Capture, Arc<ExchangeCell>)>, complete: bool) {
+    if let Some((capture, cell)) = capture.take() {
+        let _ = cell.request_body.set(capture.finish(complete));
+    }
+}
+
 // === impl RequestTap ===
 
 impl<B: Body> RequestTap<B> {
@@ -269,15 +274,11 @@ where
         let frame = match ready!(this.inner.as_mut().poll_frame(cx)) {
             Some(Ok(frame)) => frame,
             Some(Err(error)) => {
-                if let Some((capture, cell)) = this.capture.take() {
-                    let _ = cell.request_body.set(capture.finish(false));
-                }
+                settle(this.capture, false);
                 return Poll::Ready(Some(Err(error.into())));
             }
             None => {
-                if let Some((capture, cell)) = this.capture.take() {
-                    let _ = cell.request_body.set(capture.finish(true));
-                }
+                settle(this.capture, true);
                 return Poll::Ready(None);
             }
         };
@@ -286,19 +287,15 @@ where
                 if let Some(refused) = this.refused {
                     refused.store(true, Ordering::Release);
                 }
-                if let Some((capture, cell)) = this.capture.take() {
-                    let _ = cell.request_body.set(capture.finish(false));
-                }
+                settle(this.capture, false);
                 return Poll::Ready(Some(Err(Box::new(too_large))));
             }
             if let Some((capture, _)) = this.capture.as_mut() {
                 capture.push(data);
             }
         }
-        if this.inner.is_end_stream()
-            && let Some((capture, cell)) = this.capture.take()
-        {
-            let _ = cell.request_body.set(capture.finish(true));
+        if this.inner.is_end_stream() {
+            settle(this.capture, true);
         }
         Poll::Ready(Some(Ok(frame)))
     }
