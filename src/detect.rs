@@ -9,4 +9,5 @@
 //!   Jensen–Shannon, Wasserstein-1, Hellinger, chi-square) and the
 //!   multiple-testing corrections across features.
 
+pub mod concept;
 pub mod drift;
