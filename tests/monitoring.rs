@@ -281,6 +281,14 @@ async fn validation_decode_errors_and_predictions_are_counted() {
         ),
         Some(1)
     );
+    assert_eq!(
+        metric(
+            &metrics,
+            "sidewatch_concept_drift_total{model=\"m\",detector=\"adwin\"} "
+        ),
+        Some(0),
+        "steady scores: no concept drift"
+    );
     assert!(
         !metrics.contains("sidewatch_decode_errors_total{model=\"m\",protocol=\"openai\"}"),
         "protocols the model does not speak stay out of the metrics"

@@ -29,6 +29,8 @@ pub struct ModelDrift {
     pub features: Vec<FeatureDrift>,
     /// The same tests on the predictions.
     pub prediction: PredictionDrift,
+    /// Change detectors on the stream of prediction scores.
+    pub concept: Vec<ConceptState>,
     /// Why nothing was evaluated yet, when that is so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -78,4 +80,15 @@ pub struct MethodResult {
     pub threshold: f64,
     /// The verdict.
     pub drifted: bool,
+}
+
+/// One streaming change detector on the prediction scores.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConceptState {
+    /// `page_hinkley` or `adwin`.
+    pub detector: &'static str,
+    /// Changes detected since start.
+    pub events: u64,
+    /// RFC 3339 time of the latest change, if any.
+    pub last_event_at: Option<String>,
 }

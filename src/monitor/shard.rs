@@ -12,11 +12,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::baseline::bin_index;
 use crate::baseline::{Baseline, BaselineBuilder, BuildOptions, FeatureKind, LineageInputs};
 use crate::config::{Drift, Validate};
+use crate::detect::concept::{Adwin, PageHinkley, Verdict};
 use crate::observation::{FeatureValue, Observation};
 use crate::window::{FeatureSpec, Window, WindowSpec};
 
 use super::evaluate::evaluate;
-use super::report::ModelDrift;
+use super::report::{ConceptState, ModelDrift};
 use super::stats::{FeatureLayout, ModelStats};
 use super::validate::{self, Violation};
 
@@ -75,6 +76,11 @@ pub struct Shard {
     settings: Drift,
     baseline: BaselineState,
     window: Option<Window>,
+    /// Change detectors on the prediction scores (River's defaults).
+    page_hinkley: PageHinkley,
+    adwin: Adwin,
+    /// When each concept detector last fired.
+    concept_last: [Option<SystemTime>; 2],
     clock: Clock,
 }
 
@@ -106,6 +112,9 @@ impl Shard {
             settings,
             baseline: BaselineState::Missing,
             window: None,
+            page_hinkley: PageHinkley::default(),
+            adwin: Adwin::default(),
+            concept_last: [None; 2],
             clock,
         };
         shard.install(baseline);
@@ -156,6 +165,15 @@ impl Shard {
             if let Some(class) = observation.prediction.as_ref().and_then(|p| p.class) {
                 self.stats.count_prediction(class);
             }
+            if let Some(score) = observation.prediction.as_ref().and_then(|p| p.score) {
+                let verdicts = [self.page_hinkley.update(score), self.adwin.update(score)];
+                for (i, verdict) in verdicts.into_iter().enumerate() {
+                    if verdict == Verdict::Drift {
+                        self.stats.count_concept_drift(i);
+                        self.concept_last[i] = Some(observation.time);
+                    }
+                }
+            }
             let baseline = match &self.baseline {
                 BaselineState::Ready(b) => Some(&**b),
                 _ => None,
@@ -202,7 +220,7 @@ impl Shard {
 
     /// Evaluates the window as of `now` and publishes the report.
     pub fn evaluate(&mut self, now: SystemTime) {
-        let report = match (&self.baseline, &mut self.window) {
+        let mut report = match (&self.baseline, &mut self.window) {
             (BaselineState::Ready(baseline), Some(window)) => {
                 window.advance(unix_ms(now));
                 evaluate(baseline, &window.summary(), &self.settings, rfc3339(now))
@@ -228,6 +246,15 @@ impl Shard {
                 ..ModelDrift::default()
             },
         };
+        report.concept = super::stats::CONCEPT_DETECTORS
+            .iter()
+            .enumerate()
+            .map(|(i, detector)| ConceptState {
+                detector,
+                events: self.stats.concept_drifts(i),
+                last_event_at: self.concept_last[i].map(rfc3339),
+            })
+            .collect();
         self.stats.publish(report);
     }
 
@@ -369,4 +396,78 @@ fn unix_ms(time: SystemTime) -> u64 {
 
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::config::{Config, Overrides};
+    use crate::observation::Prediction;
+
+    fn scored(score: f64, at: SystemTime) -> Observation {
+        Observation {
+            model: Arc::from("m"),
+            version: None,
+            time: at,
+            request_id: Arc::from("r"),
+            row: 0,
+            features: vec![FeatureValue::Number(1.0)],
+            prediction: Some(Prediction {
+                score: Some(score),
+                ..Prediction::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_drop_in_prediction_scores_is_a_concept_drift_event() {
+        let settings = Config::from_yaml("upstream: http://127.0.0.1:1\n", &Overrides::default())
+            .expect("valid")
+            .drift;
+        let stats = Arc::new(ModelStats::new(Arc::from("m"), "kserve_v2"));
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let clock: Clock = Arc::new(move || start);
+        let mut shard = Shard::new(
+            stats.clone(),
+            vec!["x".into()],
+            Arc::new(AtomicBool::new(false)),
+            Vec::new(),
+            Validate::Observe,
+            settings,
+            BaselineState::Missing,
+            clock,
+        );
+        let mut rng = fastrand::Rng::with_seed(4);
+        let mut feed = |mean: f64, n: usize, shard: &mut Shard| {
+            for _ in 0..n {
+                let score = mean + (rng.f64() - 0.5) * 0.05;
+                shard.observe(Batch {
+                    observations: vec![scored(score, start)],
+                    extra: 0,
+                    names: None,
+                });
+            }
+        };
+        feed(0.9, 3000, &mut shard);
+        assert_eq!(
+            stats.concept_drifts(0) + stats.concept_drifts(1),
+            0,
+            "stable scores"
+        );
+        feed(0.6, 3000, &mut shard);
+        assert!(stats.concept_drifts(0) >= 1, "Page-Hinkley saw the drop");
+        assert!(stats.concept_drifts(1) >= 1, "ADWIN saw the drop");
+        shard.evaluate(start);
+        let report = stats.report();
+        let names: Vec<&str> = report.concept.iter().map(|c| c.detector).collect();
+        assert_eq!(names, ["page_hinkley", "adwin"]);
+        assert!(
+            report
+                .concept
+                .iter()
+                .all(|c| c.events >= 1 && c.last_event_at.is_some())
+        );
+    }
 }

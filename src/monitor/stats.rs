@@ -15,6 +15,8 @@ use super::validate::Violation;
 
 /// Protocol label values for `decode_errors_total`.
 pub const PROTOCOLS: [&str; 5] = ["kserve_v2", "tfserving", "openai", "json", "unknown"];
+/// Concept detectors on the score stream, in counter order.
+pub const CONCEPT_DETECTORS: [&str; 2] = ["page_hinkley", "adwin"];
 /// Distinct class labels counted before the rest go to `other`.
 pub const MAX_CLASSES: usize = 64;
 
@@ -28,6 +30,8 @@ pub struct ModelStats {
     observations: AtomicU64,
     shard_drops: AtomicU64,
     decode_errors: [AtomicU64; PROTOCOLS.len()],
+    /// Changes found in the score stream: `[page_hinkley, adwin]`.
+    concept: [AtomicU64; 2],
     /// Index MAX_CLASSES counts every class beyond the first ones.
     predictions: Box<[AtomicU64]>,
     layout: ArcSwapOption<FeatureLayout>,
@@ -105,6 +109,7 @@ impl ModelStats {
             protocol,
             observations: AtomicU64::new(0),
             shard_drops: AtomicU64::new(0),
+            concept: Default::default(),
             decode_errors: Default::default(),
             predictions: (0..=MAX_CLASSES).map(|_| AtomicU64::new(0)).collect(),
             layout: ArcSwapOption::empty(),
@@ -119,6 +124,20 @@ impl ModelStats {
     /// Observations decoded so far.
     pub fn observations(&self) -> u64 {
         self.observations.load(Ordering::Relaxed)
+    }
+
+    /// Counts a change found by concept detector `index` (see [`CONCEPT_DETECTORS`]).
+    pub fn count_concept_drift(&self, index: usize) {
+        if let Some(counter) = self.concept.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Changes found by concept detector `index`.
+    pub fn concept_drifts(&self, index: usize) -> u64 {
+        self.concept
+            .get(index)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Counts a decoded batch dropped because the shard was behind.
@@ -247,6 +266,19 @@ impl prometheus_client::collector::Collector for MonitorMetrics {
                         i.to_string()
                     };
                     (n > 0).then(|| (vec![m(s), ("class", class)], n))
+                })
+            }),
+        )?;
+        counter(
+            &mut encoder,
+            "sidewatch_concept_drift",
+            "Changes found in the stream of prediction scores, by detector.",
+            models.iter().flat_map(|s| {
+                CONCEPT_DETECTORS.iter().enumerate().map(move |(i, d)| {
+                    (
+                        vec![m(s), ("detector", (*d).to_owned())],
+                        s.concept_drifts(i),
+                    )
                 })
             }),
         )?;
