@@ -9,5 +9,7 @@
 //!   Jensen–Shannon, Wasserstein-1, Hellinger, chi-square) and the
 //!   multiple-testing corrections across features.
 
+pub mod anomaly;
 pub mod concept;
 pub mod drift;
+pub mod multivariate;
