@@ -193,7 +193,25 @@ impl AdminState {
                     "monitoring_off",
                 ),
             },
-            (_, "/metrics" | "/healthz" | "/readyz" | "/v1/stats" | "/v1/drift") => json_error(
+            (&Method::GET, "/v1/anomalies") => match &self.monitor {
+                Some(monitor) => match serde_json::to_value(monitor.anomalies()) {
+                    Ok(body) => json_response(StatusCode::OK, &body),
+                    Err(error) => json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("cannot encode the anomaly report: {error}"),
+                        "internal",
+                    ),
+                },
+                None => json_error(
+                    StatusCode::NOT_FOUND,
+                    "monitoring is off (mirror.enabled is false)",
+                    "monitoring_off",
+                ),
+            },
+            (
+                _,
+                "/metrics" | "/healthz" | "/readyz" | "/v1/stats" | "/v1/drift" | "/v1/anomalies",
+            ) => json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "only GET is allowed here",
                 "method_not_allowed",

@@ -44,6 +44,8 @@ pub struct Config {
     pub models: Vec<Model>,
     /// Windowed drift detection.
     pub drift: Drift,
+    /// Per-request anomaly detection.
+    pub anomaly: crate::detect::anomaly::AnomalyConfig,
 }
 
 /// Where the model server is reached.

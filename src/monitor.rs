@@ -29,7 +29,7 @@ use crate::config::{BaselineSource, Config};
 use crate::mirror::{Consumer, Exchange};
 use crate::protocol::{self, ModelSchema};
 
-pub use report::DriftReports;
+pub use report::{AnomalyReports, DriftReports};
 pub use shard::Clock;
 use shard::{BaselineState, Batch, Shard};
 pub use stats::{ModelStats, MonitorMetrics};
@@ -87,6 +87,20 @@ impl MonitorView {
     pub fn reports(&self) -> DriftReports {
         DriftReports {
             models: self.0.iter().map(|s| (*s.report()).clone()).collect(),
+        }
+    }
+
+    /// Every model's latest flagged observations.
+    pub fn anomalies(&self) -> AnomalyReports {
+        AnomalyReports {
+            models: self
+                .0
+                .iter()
+                .map(|s| report::ModelAnomalies {
+                    model: s.name.to_string(),
+                    anomalies: (*s.recent_anomalies()).clone(),
+                })
+                .collect(),
         }
     }
 
@@ -163,6 +177,7 @@ impl Monitor {
                 model.categorical.clone(),
                 model.validate,
                 config.drift.clone(),
+                config.anomaly,
                 baseline,
                 clock.clone(),
             );

@@ -173,10 +173,13 @@ fn small_baseline(dir: &std::path::Path, names: &[(&str, FeatureKind)]) -> PathB
     let features = names.iter().map(|(n, k)| (n.to_string(), *k)).collect();
     let mut builder = BaselineBuilder::new("m", features, BuildOptions::default());
     for i in 0..200 {
+        // Each numeric feature cycles with its own period, so they are not
+        // collinear (a singular covariance would make any row an outlier).
         let row: Vec<FeatureValue> = names
             .iter()
-            .map(|(_, kind)| match kind {
-                FeatureKind::Numeric => FeatureValue::Number((i % 10) as f64 / 10.0),
+            .enumerate()
+            .map(|(k, (_, kind))| match kind {
+                FeatureKind::Numeric => FeatureValue::Number(((i * (k + 3)) % 10) as f64 / 10.0),
                 FeatureKind::Categorical => {
                     FeatureValue::Category(if i % 2 == 0 { "x" } else { "y" }.into())
                 }
@@ -325,4 +328,71 @@ async fn a_baseline_that_does_not_fit_the_model_refuses_to_start() {
         message.contains("model m") && message.contains('c') && message.contains('b'),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outlier_is_flagged_with_its_reasons_and_request_id() {
+    let upstream = answering_upstream().await;
+    let baseline = small_baseline(
+        &temp_dir(),
+        &[("a", FeatureKind::Numeric), ("b", FeatureKind::Numeric)],
+    );
+    // The stub upstream always answers [0.1, 0.7, 0.2] (0.80 nats); allow
+    // that much entropy so only the inputs decide here.
+    let extra = format!(
+        "models: [{{ name: m, protocol: kserve_v2, features: [a, b], baseline: {} }}]\n\
+         anomaly: {{ max_entropy: 1.0 }}\n",
+        baseline.display()
+    );
+    let sidecar = Sidecar::start_monitoring(&config(upstream.addr, &extra))
+        .await
+        .expect("sidecar");
+    let send_row = |a: &str, id: &'static str| {
+        let body = named_inputs(&[("a", "FP32", a), ("b", "FP32", "0.4")]);
+        let uri = format!("http://{}/v2/models/m/infer", sidecar.proxy_addr());
+        async move {
+            let (parts, _) = send(
+                Request::post(uri)
+                    .header("x-request-id", id)
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("request"),
+            )
+            .await;
+            assert_eq!(parts.status, 200);
+        }
+    };
+    send_row("0.5", "typical-1").await;
+    send_row("0.3", "typical-2").await;
+    send_row("50", "outlier").await;
+    wait_until("the outlier is listed", || async {
+        let (_, body) = admin_get(&sidecar, "/v1/anomalies").await;
+        body.contains("\"outlier\"")
+    })
+    .await;
+    let (_, body) = admin_get(&sidecar, "/v1/anomalies").await;
+    let report: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let flagged = report["models"][0]["anomalies"]
+        .as_array()
+        .expect("anomalies");
+    assert!(
+        flagged.iter().all(|f| f["request_id"] == "outlier"),
+        "only the outlier is flagged: {report:#}"
+    );
+    let reasons = flagged[0]["reasons"].as_array().expect("reasons");
+    let robust_z = reasons
+        .iter()
+        .find(|r| r["detector"] == "robust_z")
+        .unwrap_or_else(|| panic!("robust z flags it: {reasons:?}"));
+    assert_eq!(robust_z["features"], serde_json::json!(["a"]));
+    assert!(robust_z["score"].as_f64() > robust_z["threshold"].as_f64());
+    let (_, metrics) = admin_get(&sidecar, "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "sidewatch_anomalies_total{model=\"m\",detector=\"robust_z\"} "
+        ),
+        Some(1),
+        "{metrics}"
+    );
+    sidecar.shutdown().await;
 }

@@ -12,6 +12,7 @@ use super::{
     BaselineSource, Config, Correction, Drift, DriftMethod, JsonPointers, Limits, Mirror, Model,
     Overrides, Problem, Protocol, Shutdown, Upstream, UpstreamProtocol, Validate,
 };
+use crate::detect::anomaly::{AnomalyConfig, ConfidenceConfig, HstConfig};
 
 const SECTIONS: &[&str] = &[
     "listen",
@@ -24,6 +25,7 @@ const SECTIONS: &[&str] = &[
     "mirror",
     "models",
     "drift",
+    "anomaly",
 ];
 
 /// The configuration file as written, before validation.
@@ -39,6 +41,7 @@ pub struct RawConfig {
     mirror: RawMirror,
     models: Vec<RawModel>,
     drift: RawDrift,
+    anomaly: RawAnomaly,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +109,27 @@ struct RawJson {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawAnomaly {
+    zscore: Option<f64>,
+    mahalanobis_p: Option<f64>,
+    #[serde(default)]
+    hst: RawHst,
+    min_confidence: Option<f64>,
+    max_entropy: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHst {
+    trees: Option<usize>,
+    height: Option<usize>,
+    window: Option<usize>,
+    threshold: Option<f64>,
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDrift {
     window: Option<Scalar>,
     step: Option<Scalar>,
@@ -165,6 +189,7 @@ impl RawConfig {
                     "mirror" => section(&key, value.clone(), problems).map(|v| raw.mirror = v),
                     "models" => section(&key, value.clone(), problems).map(|v| raw.models = v),
                     "drift" => section(&key, value.clone(), problems).map(|v| raw.drift = v),
+                    "anomaly" => section(&key, value.clone(), problems).map(|v| raw.anomaly = v),
                     _ => return false,
                 };
                 true
@@ -259,6 +284,7 @@ impl RawConfig {
             .collect::<Vec<_>>();
         check.unique_models(&models);
         let drift = check.drift(self.drift);
+        let anomaly = check.anomaly(self.anomaly);
 
         match (listen, admin, upstream) {
             (Some(listen), Some(admin), Some(upstream)) if check.problems.is_empty() => {
@@ -273,6 +299,7 @@ impl RawConfig {
                     mirror,
                     models,
                     drift,
+                    anomaly,
                 })
             }
             _ => Err(check.problems),
@@ -538,6 +565,38 @@ impl Checker {
             output: raw.output,
             json,
         }
+    }
+
+    fn anomaly(&mut self, raw: RawAnomaly) -> AnomalyConfig {
+        let defaults = AnomalyConfig::default();
+        let config = AnomalyConfig {
+            zscore: raw.zscore.unwrap_or(defaults.zscore),
+            mahalanobis_p: raw.mahalanobis_p.unwrap_or(defaults.mahalanobis_p),
+            hst: HstConfig {
+                trees: raw.hst.trees.unwrap_or(defaults.hst.trees),
+                height: raw.hst.height.unwrap_or(defaults.hst.height),
+                window: raw.hst.window.unwrap_or(defaults.hst.window),
+                threshold: raw.hst.threshold.unwrap_or(defaults.hst.threshold),
+                seed: raw.hst.seed.unwrap_or(defaults.hst.seed),
+            },
+            confidence: ConfidenceConfig {
+                min_confidence: raw
+                    .min_confidence
+                    .unwrap_or(defaults.confidence.min_confidence),
+                max_entropy: raw.max_entropy.unwrap_or(defaults.confidence.max_entropy),
+            },
+        };
+        // The detectors own their rules; each problem names its key.
+        match config.validate() {
+            Ok(()) => {}
+            Err(crate::detect::anomaly::AnomalyError::Config(problems)) => {
+                for problem in problems.split("; ") {
+                    self.fail("anomaly", problem.to_owned());
+                }
+            }
+            Err(other) => self.fail("anomaly", other.to_string()),
+        }
+        config
     }
 
     fn drift(&mut self, raw: RawDrift) -> Drift {

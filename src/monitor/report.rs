@@ -92,3 +92,45 @@ pub struct ConceptState {
     /// RFC 3339 time of the latest change, if any.
     pub last_event_at: Option<String>,
 }
+
+/// The latest flagged observations of every model (`GET /v1/anomalies`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnomalyReports {
+    /// One entry per model.
+    pub models: Vec<ModelAnomalies>,
+}
+
+/// One model's latest flagged observations.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelAnomalies {
+    /// The model.
+    pub model: String,
+    /// Newest last, at most the last 100.
+    pub anomalies: Vec<FlaggedObservation>,
+}
+
+/// An observation an anomaly detector flagged, with its reasons.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlaggedObservation {
+    /// The request it came from.
+    pub request_id: String,
+    /// Its row within the request's batch.
+    pub row: u32,
+    /// RFC 3339 time the request arrived.
+    pub time: String,
+    /// Why it was flagged.
+    pub reasons: Vec<FlagReason>,
+}
+
+/// One detector's reason for flagging an observation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlagReason {
+    /// `robust_z`, `mahalanobis`, `half_space_trees`, `low_confidence` or `high_entropy`.
+    pub detector: &'static str,
+    /// The features responsible, by name (empty for prediction checks).
+    pub features: Vec<String>,
+    /// The detector's score.
+    pub score: f64,
+    /// The threshold it crossed.
+    pub threshold: f64,
+}

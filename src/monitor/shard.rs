@@ -12,12 +12,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::baseline::bin_index;
 use crate::baseline::{Baseline, BaselineBuilder, BuildOptions, FeatureKind, LineageInputs};
 use crate::config::{Drift, Validate};
+use crate::detect::anomaly::{self, AnomalyConfig, AnomalyDetectors};
 use crate::detect::concept::{Adwin, PageHinkley, Verdict};
 use crate::observation::{FeatureValue, Observation};
 use crate::window::{FeatureSpec, Window, WindowSpec};
 
 use super::evaluate::evaluate;
-use super::report::{ConceptState, ModelDrift};
+use super::report::{ConceptState, FlagReason, FlaggedObservation, ModelDrift};
+use super::stats::RECENT_ANOMALIES;
 use super::stats::{FeatureLayout, ModelStats};
 use super::validate::{self, Violation};
 
@@ -81,6 +83,13 @@ pub struct Shard {
     adwin: Adwin,
     /// When each concept detector last fired.
     concept_last: [Option<SystemTime>; 2],
+    anomaly_config: AnomalyConfig,
+    /// Per-request anomaly detectors, once a baseline is ready.
+    anomaly: Option<AnomalyDetectors>,
+    /// Reused for every observation's anomaly check.
+    verdict: anomaly::Verdict,
+    /// The latest flagged observations, newest last.
+    recent: std::collections::VecDeque<FlaggedObservation>,
     clock: Clock,
 }
 
@@ -94,6 +103,7 @@ impl Shard {
         categorical_names: Vec<String>,
         validate: Validate,
         settings: Drift,
+        anomaly_config: AnomalyConfig,
         baseline: BaselineState,
         clock: Clock,
     ) -> Self {
@@ -115,6 +125,10 @@ impl Shard {
             page_hinkley: PageHinkley::default(),
             adwin: Adwin::default(),
             concept_last: [None; 2],
+            anomaly_config,
+            anomaly: None,
+            verdict: anomaly::Verdict::new(),
+            recent: std::collections::VecDeque::with_capacity(RECENT_ANOMALIES),
             clock,
         };
         shard.install(baseline);
@@ -161,6 +175,7 @@ impl Shard {
                 layout.count_violation(0, Violation::Extra);
             }
         }
+        let mut flagged = false;
         for observation in &batch.observations {
             if let Some(class) = observation.prediction.as_ref().and_then(|p| p.class) {
                 self.stats.count_prediction(class);
@@ -195,6 +210,39 @@ impl Shard {
                     }
                 }
                 BaselineState::Ready(baseline) => {
+                    if let Some(detectors) = &mut self.anomaly {
+                        self.verdict.clear();
+                        detectors.check(observation, &mut self.verdict);
+                        if self.verdict.is_anomalous() {
+                            flagged = true;
+                            for reason in &self.verdict.reasons {
+                                self.stats.count_anomaly(reason.detector.label());
+                            }
+                            if self.recent.len() == RECENT_ANOMALIES {
+                                self.recent.pop_front();
+                            }
+                            self.recent.push_back(FlaggedObservation {
+                                request_id: observation.request_id.to_string(),
+                                row: observation.row,
+                                time: rfc3339(observation.time),
+                                reasons: self
+                                    .verdict
+                                    .reasons
+                                    .iter()
+                                    .map(|r| FlagReason {
+                                        detector: r.detector.label(),
+                                        features: r
+                                            .features
+                                            .iter()
+                                            .filter_map(|&f| self.names.get(f).cloned())
+                                            .collect(),
+                                        score: r.score,
+                                        threshold: r.threshold,
+                                    })
+                                    .collect(),
+                            });
+                        }
+                    }
                     if let (Some(window), Some(layout)) = (&mut self.window, &layout) {
                         window.observe(unix_ms(observation.time), observation);
                         for (i, (value, profile)) in observation
@@ -215,6 +263,10 @@ impl Shard {
                 }
                 BaselineState::Missing | BaselineState::AwaitingNames { .. } => {}
             }
+        }
+        if flagged {
+            self.stats
+                .publish_anomalies(self.recent.iter().cloned().collect());
         }
     }
 
@@ -329,6 +381,13 @@ impl Shard {
         }
         self.stats.set_layout(layout);
         if let BaselineState::Ready(b) = &baseline {
+            self.anomaly = match AnomalyDetectors::from_baseline(b, &self.anomaly_config) {
+                Ok(detectors) => Some(detectors),
+                Err(error) => {
+                    tracing::warn!(model = %self.stats.name, %error, "Anomaly detection is off for this model.");
+                    None
+                }
+            };
             let spec = WindowSpec {
                 length: self.settings.window,
                 step: self.settings.step,
@@ -436,6 +495,7 @@ mod tests {
             Vec::new(),
             Validate::Observe,
             settings,
+            AnomalyConfig::default(),
             BaselineState::Missing,
             clock,
         );

@@ -15,6 +15,17 @@ use super::validate::Violation;
 
 /// Protocol label values for `decode_errors_total`.
 pub const PROTOCOLS: [&str; 5] = ["kserve_v2", "tfserving", "openai", "json", "unknown"];
+/// Anomaly detector labels, in counter order.
+pub const ANOMALY_DETECTORS: [&str; 5] = [
+    "robust_z",
+    "mahalanobis",
+    "half_space_trees",
+    "low_confidence",
+    "high_entropy",
+];
+/// Flagged observations kept for `GET /v1/anomalies`, per model.
+pub const RECENT_ANOMALIES: usize = 100;
+
 /// Concept detectors on the score stream, in counter order.
 pub const CONCEPT_DETECTORS: [&str; 2] = ["page_hinkley", "adwin"];
 /// Distinct class labels counted before the rest go to `other`.
@@ -32,6 +43,10 @@ pub struct ModelStats {
     decode_errors: [AtomicU64; PROTOCOLS.len()],
     /// Changes found in the score stream: `[page_hinkley, adwin]`.
     concept: [AtomicU64; 2],
+    /// Reasons given per anomaly detector (see [`ANOMALY_DETECTORS`]).
+    anomalies: [AtomicU64; ANOMALY_DETECTORS.len()],
+    /// The latest flagged observations, newest last.
+    recent: ArcSwap<Vec<super::report::FlaggedObservation>>,
     /// Index MAX_CLASSES counts every class beyond the first ones.
     predictions: Box<[AtomicU64]>,
     layout: ArcSwapOption<FeatureLayout>,
@@ -110,6 +125,8 @@ impl ModelStats {
             observations: AtomicU64::new(0),
             shard_drops: AtomicU64::new(0),
             concept: Default::default(),
+            anomalies: Default::default(),
+            recent: ArcSwap::from_pointee(Vec::new()),
             decode_errors: Default::default(),
             predictions: (0..=MAX_CLASSES).map(|_| AtomicU64::new(0)).collect(),
             layout: ArcSwapOption::empty(),
@@ -138,6 +155,31 @@ impl ModelStats {
         self.concept
             .get(index)
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Counts a reason given by an anomaly detector (by its label).
+    pub fn count_anomaly(&self, detector: &str) {
+        if let Some(i) = ANOMALY_DETECTORS.iter().position(|d| *d == detector) {
+            self.anomalies[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Reasons given so far by an anomaly detector.
+    pub fn anomalies(&self, detector: &str) -> u64 {
+        ANOMALY_DETECTORS
+            .iter()
+            .position(|d| *d == detector)
+            .map_or(0, |i| self.anomalies[i].load(Ordering::Relaxed))
+    }
+
+    /// Publishes the latest flagged observations.
+    pub fn publish_anomalies(&self, recent: Vec<super::report::FlaggedObservation>) {
+        self.recent.store(Arc::new(recent));
+    }
+
+    /// The latest flagged observations, newest last.
+    pub fn recent_anomalies(&self) -> Arc<Vec<super::report::FlaggedObservation>> {
+        self.recent.load_full()
     }
 
     /// Counts a decoded batch dropped because the shard was behind.
@@ -267,6 +309,16 @@ impl prometheus_client::collector::Collector for MonitorMetrics {
                     };
                     (n > 0).then(|| (vec![m(s), ("class", class)], n))
                 })
+            }),
+        )?;
+        counter(
+            &mut encoder,
+            "sidewatch_anomalies",
+            "Observations flagged, by detector (one observation may be flagged by several).",
+            models.iter().flat_map(|s| {
+                ANOMALY_DETECTORS
+                    .iter()
+                    .map(move |d| (vec![m(s), ("detector", (*d).to_owned())], s.anomalies(d)))
             }),
         )?;
         counter(
