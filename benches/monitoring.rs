@@ -13,8 +13,7 @@
 //! whylogs profiles the same numbers: value k of a seeded stream is
 //! splitmix64(seed + (k + 1)·φ64), two of them make one normal by
 //! Box–Muller, and column c has mean c/2 and std 1 + c/10. Traffic uses
-//! seed 1 (102,400 × 16, the first rows of the Python data set), baselines
-//! seed 2. Requests carry FP32 tensors written as Python's
+//! seed 1 (102,400 × 16, the rows whylogs profiles), baselines seed 2. Requests carry FP32 tensors written as Python's
 //! `json.dumps(array.astype(np.float32).tolist())` writes them (shortest
 //! repr of the f32 widened to f64, ~19 characters a number); responses carry
 //! `[B, 2]` FP32 probabilities, so observations have a class and a score.
@@ -25,7 +24,8 @@
 //! simulated clock at the 200,000 obs/s target, so its window rolls a slice
 //! every 6 million observations as it would at that rate, and one drift
 //! evaluation per 30 s step then costs `pipeline/evaluate_step` once per 6
-//! million observations (`scripts/bench.d/monitoring/run` adds that share).
+//! million observations (`scripts/bench.d/monitoring/run` adds that share
+//! at the measured rate).
 //! `pipeline/json_64x16/eval_every_65536` is the pessimistic case: a 30 s
 //! step at ~2,200 obs/s (one evaluation of a full 10-slice window per 65,536
 //! observations), measured directly.
