@@ -34,6 +34,8 @@ pub struct Config {
     pub upstream_protocol: UpstreamProtocol,
     /// Path on the upstream that answers 2xx when the model server is ready.
     pub health_path: String,
+    /// Proxy event-loop threads, each with its own connections and upstream pool.
+    pub threads: usize,
     /// Limits that protect the proxy and the model server.
     pub limits: Limits,
     /// Graceful shutdown behaviour.

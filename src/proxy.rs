@@ -20,7 +20,7 @@ use crate::config::{Config, Limits};
 use crate::mirror::MirrorSender;
 use crate::telemetry::ProxyStats;
 
-pub use listener::{DrainReport, serve};
+pub use listener::{DrainReport, Workers, serve};
 
 /// State shared by every connection and request.
 #[derive(Debug)]

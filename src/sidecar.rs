@@ -37,6 +37,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The proxy's event-loop threads could not start.
+    #[error("cannot start the proxy threads: {0}")]
+    Threads(#[source] std::io::Error),
     /// Monitoring could not start (a baseline is unusable, …).
     #[error(transparent)]
     Monitor(#[from] MonitorError),
@@ -115,7 +118,13 @@ impl Sidecar {
             (None, None)
         };
         let mirror_stats = sender.as_ref().map(|s| s.stats().clone());
-        let shared = Arc::new(Shared::new(config, stats.clone(), sender));
+        // One state per event-loop thread: each keeps its own upstream pools.
+        let shared: Vec<Arc<Shared>> = (0..config.threads.max(1))
+            .map(|_| Arc::new(Shared::new(config, stats.clone(), sender.clone())))
+            .collect();
+        let acceptor = shared[0].clone();
+        let proxy_workers =
+            proxy::Workers::start(shared, config.shutdown.drain).map_err(StartError::Threads)?;
 
         let health_url: Uri = format!(
             "{}://{}{}",
@@ -134,9 +143,9 @@ impl Sidecar {
         let (stop, stopped) = watch::channel(false);
         let proxy = tokio::spawn(proxy::serve(
             proxy_listener,
-            shared,
+            proxy_workers,
+            acceptor,
             stopped.clone(),
-            config.shutdown.drain,
         ));
         let admin = tokio::spawn(admin::serve(admin_listener, admin_state.clone(), stopped));
         tracing::info!(

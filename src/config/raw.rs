@@ -20,6 +20,7 @@ const SECTIONS: &[&str] = &[
     "upstream",
     "upstream_protocol",
     "health_path",
+    "threads",
     "limits",
     "shutdown",
     "mirror",
@@ -36,6 +37,7 @@ pub struct RawConfig {
     upstream: Option<String>,
     upstream_protocol: Option<String>,
     health_path: Option<String>,
+    threads: Option<Scalar>,
     limits: RawLimits,
     shutdown: RawShutdown,
     mirror: RawMirror,
@@ -184,6 +186,7 @@ impl RawConfig {
                     "health_path" => {
                         section(&key, value.clone(), problems).map(|v| raw.health_path = v)
                     }
+                    "threads" => section(&key, value.clone(), problems).map(|v| raw.threads = v),
                     "limits" => section(&key, value.clone(), problems).map(|v| raw.limits = v),
                     "shutdown" => section(&key, value.clone(), problems).map(|v| raw.shutdown = v),
                     "mirror" => section(&key, value.clone(), problems).map(|v| raw.mirror = v),
@@ -247,6 +250,7 @@ impl RawConfig {
             );
         }
 
+        let threads = check.threads(self.threads.as_ref());
         let limits = Limits {
             max_body: check.size("limits.max_body", &self.limits.max_body, "16MiB", 1),
             request_timeout: check.duration(
@@ -294,6 +298,7 @@ impl RawConfig {
                     upstream,
                     upstream_protocol,
                     health_path,
+                    threads,
                     limits,
                     shutdown,
                     mirror,
@@ -427,6 +432,24 @@ impl Checker {
                 self.fail(path, message);
                 min
             }
+        }
+    }
+
+    /// `auto` (one per CPU) or a count of proxy event-loop threads.
+    fn threads(&mut self, value: Option<&Scalar>) -> usize {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match value.map(|v| v.0.as_str()) {
+            None | Some("auto") => cpus,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n @ 1..=1024) => n,
+                _ => {
+                    self.fail(
+                        "threads",
+                        format!("{text:?} is not auto or a thread count in 1..=1024"),
+                    );
+                    1
+                }
+            },
         }
     }
 
@@ -689,6 +712,29 @@ mod tests {
         assert_eq!(config.limits.request_timeout.as_secs(), 30);
         assert_eq!(config.mirror.queue, 8192);
         assert_eq!(config.health_path, "/v2/health/ready");
+    }
+
+    #[test]
+    fn threads_are_auto_or_a_positive_count() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let auto = Config::from_yaml("upstream: http://127.0.0.1:8080\n", &Overrides::default())
+            .expect("minimal config is valid");
+        assert_eq!(auto.threads, cpus);
+        let three = Config::from_yaml(
+            "upstream: http://127.0.0.1:8080\nthreads: 3\n",
+            &Overrides::default(),
+        )
+        .expect("a thread count is valid");
+        assert_eq!(three.threads, 3);
+        for bad in ["0", "many", "-1"] {
+            let found = problems(&format!(
+                "upstream: http://127.0.0.1:8080\nthreads: {bad}\n"
+            ));
+            assert!(
+                found.iter().any(|p| p.starts_with("threads:")),
+                "threads: {bad} gave {found:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use super::Shared;
 use super::error::ProxyError;
@@ -24,15 +24,103 @@ pub struct DrainReport {
     pub connections_cut: usize,
 }
 
-/// Serves connections until `stop` flips, then drains for at most `drain`.
-pub async fn serve(
-    listener: TcpListener,
+/// The proxy's event-loop threads, started and waiting for connections.
+///
+/// Each thread runs a single-threaded runtime with its own upstream pools:
+/// a connection and every request on it stay on one thread, so nothing the
+/// hot path touches is shared between cores or stolen between workers. On
+/// two cores this serves as much as nginx where a work-stealing runtime
+/// served a tenth less (BENCHMARKS.md).
+#[derive(Debug)]
+pub struct Workers {
+    lanes: Vec<mpsc::UnboundedSender<Accepted>>,
+    reports: Vec<oneshot::Receiver<DrainReport>>,
+}
+
+struct Accepted {
+    stream: std::net::TcpStream,
+    client: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+// === impl Workers ===
+
+impl Workers {
+    /// Starts one event-loop thread per `Shared` (each holds its own
+    /// upstream clients); they serve what [`serve`] hands them.
+    pub fn start(shared: Vec<Arc<Shared>>, drain: Duration) -> std::io::Result<Workers> {
+        let mut lanes = Vec::with_capacity(shared.len());
+        let mut reports = Vec::with_capacity(shared.len());
+        for (index, shared) in shared.into_iter().enumerate() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (lane, connections) = mpsc::unbounded_channel();
+            let (report, done) = oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("sidewatch-proxy-{index}"))
+                .spawn(move || {
+                    let drained = runtime.block_on(work(connections, shared, drain));
+                    let _ = report.send(drained);
+                })?;
+            lanes.push(lane);
+            reports.push(done);
+        }
+        Ok(Workers { lanes, reports })
+    }
+}
+
+/// Serves one event-loop thread's connections until the acceptor closes
+/// its lane, then drains them for at most `drain`.
+async fn work(
+    mut connections: mpsc::UnboundedReceiver<Accepted>,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) -> DrainReport {
     let graceful = GracefulShutdown::new();
+    while let Some(Accepted {
+        stream,
+        client,
+        permit,
+    }) = connections.recv().await
+    {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, %client, "Cannot register an accepted connection.");
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            shared.stats.connection_delta(1);
+            serve_connection(stream, client, shared.clone(), watcher).await;
+            shared.stats.connection_delta(-1);
+            drop(permit);
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => DrainReport::default(),
+        () = tokio::time::sleep(drain) => {
+            let cut = shared.stats.connections_open().max(0) as usize;
+            DrainReport { connections_cut: cut }
+        }
+    }
+}
+
+/// Accepts connections and deals them round-robin to the worker threads
+/// until `stop` flips, then waits for the workers to drain (each for at
+/// most `drain`).
+pub async fn serve(
+    listener: TcpListener,
+    workers: Workers,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> DrainReport {
+    let Workers { lanes, reports } = workers;
     let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+    let mut next = 0usize;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -51,31 +139,41 @@ pub async fn serve(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    shared.stats.connection_delta(1);
-                    serve_connection(stream, client, shared.clone(), watcher).await;
-                    shared.stats.connection_delta(-1);
-                    drop(permit);
-                });
+                // The worker registers the socket with its own reactor.
+                let Ok(stream) = stream.into_std() else {
+                    continue;
+                };
+                if lanes.is_empty() {
+                    continue;
+                }
+                let lane = &lanes[next % lanes.len()];
+                next = next.wrapping_add(1);
+                let _ = lane.send(Accepted { stream, client, permit });
             }
             _ = stop.changed() => break,
         }
     }
     // Closing the listener makes new connections fail fast while the
-    // in-flight ones finish.
+    // in-flight ones finish; closing the lanes tells the workers to drain.
     drop(listener);
-    let open = graceful.count();
-    tracing::info!(connections = open, "Draining connections.");
-    tokio::select! {
-        () = graceful.shutdown() => DrainReport::default(),
-        () = tokio::time::sleep(drain) => {
-            let cut = shared.stats.connections_open().max(0) as usize;
-            tracing::warn!(connections = cut, "Drain deadline passed; cutting connections.");
-            DrainReport { connections_cut: cut }
-        }
+    drop(lanes);
+    tracing::info!(
+        connections = shared.stats.connections_open(),
+        "Draining connections."
+    );
+    let mut report = DrainReport::default();
+    for done in reports {
+        let drained = done.await.unwrap_or_default();
+        // Each worker reads the same process-wide gauge; the largest is the truth.
+        report.connections_cut = report.connections_cut.max(drained.connections_cut);
     }
+    if report.connections_cut > 0 {
+        tracing::warn!(
+            connections = report.connections_cut,
+            "Drain deadline passed; cutting connections."
+        );
+    }
+    report
 }
 
 /// Answers a connection over the limit with a 503 it can read, then closes it.
