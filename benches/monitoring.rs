@@ -52,7 +52,7 @@ use sidewatch::baseline::{Baseline, BaselineBuilder, BuildOptions, FeatureKind, 
 use sidewatch::config::{Config, Drift, DriftMethod, Protocol, Validate};
 use sidewatch::mirror::{BodyCopy, Exchange, RequestHead, ResponseHead, Timings};
 use sidewatch::monitor::ModelStats;
-use sidewatch::monitor::evaluate::evaluate;
+use sidewatch::monitor::evaluate::{Multivariate, evaluate};
 use sidewatch::monitor::shard::{BaselineState, Batch, Shard};
 use sidewatch::observation::{FeatureValue, Observation, Prediction};
 use sidewatch::protocol::pb::{self, model_infer_request, model_infer_response};
@@ -146,6 +146,8 @@ fn observation(row: &[f64], time: SystemTime) -> Observation {
 struct Model {
     cols: usize,
     baseline: Baseline,
+    /// Multivariate drift detectors fitted on the baseline (on by default).
+    multivariate: Multivariate,
     spec: WindowSpec,
 }
 
@@ -172,6 +174,7 @@ impl Model {
                 SystemTime::UNIX_EPOCH,
             ))
             .expect("baseline builds");
+        let multivariate = Multivariate::fit(&baseline, settings);
         // As the shard builds it from a ready baseline.
         let spec = WindowSpec {
             length: settings.window,
@@ -189,10 +192,12 @@ impl Model {
                 .as_ref()
                 .and_then(|p| p.score.as_ref())
                 .map(|s| s.edges.clone()),
+            multivariate: multivariate.rows(),
         };
         Model {
             cols,
             baseline,
+            multivariate,
             spec,
         }
     }
@@ -471,27 +476,28 @@ fn evaluate_group(c: &mut Criterion) {
     configure(&mut group);
     group.sample_size(30);
     let cases = [
-        ("16x10", "all", &small.baseline, &small_summary, &all),
+        ("16x10", "all", &small, &small_summary, &all),
         (
             "100x50",
             "psi_js_hellinger",
-            &large.baseline,
+            &large,
             &large_summary,
             &binned,
         ),
         (
             "100x50",
             "binned_wasserstein",
-            &large.baseline,
+            &large,
             &large_summary,
             &binned_wasserstein,
         ),
-        ("100x50", "all", &large.baseline, &large_summary, &all),
+        ("100x50", "all", &large, &large_summary, &all),
     ];
-    for (size, methods, baseline, summary, settings) in cases {
+    for (size, methods, model, summary, settings) in cases {
+        let (baseline, multivariate) = (&model.baseline, &model.multivariate);
         // Every method ran on every feature, and same-distribution data did
         // not drift (chi-square applies to categories only).
-        let report = evaluate(baseline, summary, settings, String::new());
+        let report = evaluate(baseline, summary, settings, multivariate, String::new());
         let numeric_methods = settings
             .methods
             .iter()
@@ -506,7 +512,15 @@ fn evaluate_group(c: &mut Criterion) {
         );
         assert!(report.drifted_share < 0.05, "{report:?}");
         group.bench_function(BenchmarkId::new(size, methods), |b| {
-            b.iter(|| evaluate(baseline, black_box(summary), settings, String::new()))
+            b.iter(|| {
+                evaluate(
+                    baseline,
+                    black_box(summary),
+                    settings,
+                    multivariate,
+                    String::new(),
+                )
+            })
         });
     }
     // What the shard does every step: merge the window, then evaluate.
@@ -514,7 +528,13 @@ fn evaluate_group(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("100x50_with_summary", methods), |b| {
             b.iter(|| {
                 let summary = black_box(&large_window).summary();
-                evaluate(&large.baseline, &summary, settings, String::new())
+                evaluate(
+                    &large.baseline,
+                    &summary,
+                    settings,
+                    &large.multivariate,
+                    String::new(),
+                )
             })
         });
     }
@@ -538,6 +558,7 @@ fn pipeline_group(c: &mut Criterion) {
                 &model.baseline,
                 &black_box(&full).summary(),
                 &settings,
+                &model.multivariate,
                 String::new(),
             )
         })
@@ -614,7 +635,13 @@ fn pipeline_group(c: &mut Criterion) {
             }
             blocks += 1;
             window.advance(start + step_ms);
-            evaluate(&model.baseline, &window.summary(), &settings, String::new())
+            evaluate(
+                &model.baseline,
+                &window.summary(),
+                &settings,
+                &model.multivariate,
+                String::new(),
+            )
         })
     });
     group.finish();

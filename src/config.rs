@@ -180,6 +180,28 @@ pub struct Drift {
     pub bins: usize,
     /// Raw values kept per feature per window for KS and Wasserstein.
     pub sample: usize,
+    /// Drift of the numeric features taken together.
+    pub multivariate: MultivariateSettings,
+}
+
+/// Multivariate drift settings (`drift.multivariate`): PCA reconstruction
+/// error and the Mahalanobis shift of the window mean, per model with at
+/// least two numeric features.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MultivariateSettings {
+    /// Whether the detectors run (default true).
+    pub enabled: bool,
+    /// PCA keeps the fewest components explaining more than this share of
+    /// the reference variance (default 0.65, NannyML's).
+    pub variance: f64,
+    /// Rows per reference chunk for the PCA band; `None`:
+    /// `min(min_samples, baseline rows / 10)`.
+    pub chunk: Option<usize>,
+    /// Half-width of the PCA band in standard deviations of the reference
+    /// chunks' mean errors (default 3).
+    pub sigmas: f64,
+    /// Significance of the mean-shift test (default `drift.alpha`).
+    pub alpha: f64,
 }
 
 /// Multiple-testing correction across a model's features.

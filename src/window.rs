@@ -1,17 +1,27 @@
 //! Sliding time windows over observations: a ring of sub-windows ("slices")
 //! of `step` length, `window / step` of them, each holding per-feature bin
-//! counts, moments, a small reservoir of raw values and category counts.
+//! counts, moments, a small reservoir of raw values and category counts,
+//! and, when the spec asks for it, the sums the multivariate drift
+//! detectors need over whole numeric rows.
 //!
 //! Evaluating a window merges the slices: O(bins × slices), independent of
 //! how many observations the window holds. Expiring old data is dropping
 //! the oldest slice. Time is passed in (milliseconds since the Unix epoch),
 //! so tests drive windows with a fake clock.
+//!
+//! Rows are not stored. The multivariate detectors are fitted once on the
+//! baseline and fixed while a window exists (a new baseline gets a new
+//! window), so each row can be reduced on arrival to its PCA
+//! reconstruction error and its values, summed per slice: `d + 3` numbers
+//! per slice whatever the traffic, and exact over every row of the window
+//! where a reservoir of rows would only sample them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::baseline::bin_index;
+use crate::detect::multivariate::{MultivariateDrift, MultivariateWindow};
 use crate::observation::{FeatureValue, Observation};
 
 /// How a window is cut and what it keeps per feature.
@@ -29,6 +39,19 @@ pub struct WindowSpec {
     pub features: Vec<FeatureSpec>,
     /// Bin edges for the prediction score, when the baseline has them.
     pub score_edges: Option<Vec<f64>>,
+    /// Whole numeric rows for the multivariate detectors, when they run.
+    pub multivariate: Option<RowSpec>,
+}
+
+/// Which features make up a numeric row, and the detectors each row is
+/// reduced with as it arrives.
+#[derive(Debug, Clone)]
+pub struct RowSpec {
+    /// Fitted on the baseline; fixed for the window's life.
+    pub detectors: Arc<MultivariateDrift>,
+    /// Positions, in model feature order, of the values of a row, in the
+    /// order of the baseline's numeric features (its `rows`' columns).
+    pub columns: Vec<usize>,
 }
 
 /// What a window tracks for one feature.
@@ -57,6 +80,8 @@ pub struct Window {
     late: u64,
     /// The newest slice number the clock or an observation has reached.
     newest: u64,
+    /// Reused for each observation's numeric row (NaN where missing).
+    row: Vec<f64>,
 }
 
 #[derive(Debug)]
@@ -66,6 +91,8 @@ struct Slice {
     features: Vec<FeatureSlice>,
     classes: HashMap<u32, u64>,
     score: Numeric,
+    /// Multivariate sums, when the spec has a [`RowSpec`].
+    multivariate: Option<MultivariateWindow>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +133,9 @@ pub struct WindowSummary {
     pub score: NumericSummary,
     /// Observations that arrived after their slice had expired.
     pub late: u64,
+    /// Multivariate sums over the window's rows, when the spec has a
+    /// [`RowSpec`].
+    pub multivariate: Option<MultivariateWindow>,
 }
 
 /// One feature over the window.
@@ -164,6 +194,7 @@ impl Window {
             rng: fastrand::Rng::with_seed(seed),
             late: 0,
             newest: 0,
+            row: Vec::new(),
         }
     }
 
@@ -204,6 +235,18 @@ impl Window {
                 slice.score.add(score, edges, cap, &mut self.rng);
             }
         }
+        if let (Some(spec), Some(sums)) = (&self.spec.multivariate, &mut slice.multivariate) {
+            self.row.clear();
+            self.row.extend(
+                spec.columns
+                    .iter()
+                    .map(|&c| match observation.features.get(c) {
+                        Some(FeatureValue::Number(x)) => *x,
+                        _ => f64::NAN,
+                    }),
+            );
+            spec.detectors.observe(sums, &self.row);
+        }
     }
 
     /// Drops slices that have left the window by `now_ms`.
@@ -230,6 +273,9 @@ impl Window {
                 *merged.classes.entry(*class).or_default() += n;
             }
             merged.score.merge(&slice.score);
+            if let (Some(into), Some(from)) = (&mut merged.multivariate, &slice.multivariate) {
+                into.merge(from);
+            }
         }
         let cap = self.spec.sample_cap;
         for (f, feature) in merged.features.iter_mut().enumerate() {
@@ -256,6 +302,7 @@ impl Window {
             classes: merged.classes.into_iter().collect(),
             score: merged.score.summary(),
             late: self.late,
+            multivariate: merged.multivariate,
         }
     }
 
@@ -303,6 +350,11 @@ impl Window {
                 .collect(),
             classes: HashMap::new(),
             score: Numeric::with_bins(self.spec.score_edges.as_ref().map_or(1, |e| e.len() + 1)),
+            multivariate: self
+                .spec
+                .multivariate
+                .as_ref()
+                .map(|r| r.detectors.window()),
         }
     }
 }
@@ -493,6 +545,7 @@ mod tests {
                 FeatureSpec::Categorical,
             ],
             score_edges: None,
+            multivariate: None,
         }
     }
 
@@ -571,6 +624,118 @@ mod tests {
         assert_eq!(window.count(), 3);
         window.advance(1_000_000);
         assert_eq!(window.count(), 0);
+    }
+
+    /// Detectors over numeric `a` and `b` (correlated), with a categorical
+    /// `c` between them in model order.
+    fn row_spec() -> RowSpec {
+        use crate::baseline::{BaselineBuilder, BuildOptions, FeatureKind, LineageInputs};
+        use crate::detect::multivariate::MultivariateConfig;
+        let features = vec![
+            ("a".to_owned(), FeatureKind::Numeric),
+            ("c".to_owned(), FeatureKind::Categorical),
+            ("b".to_owned(), FeatureKind::Numeric),
+        ];
+        let mut builder = BaselineBuilder::new("m", features, BuildOptions::default());
+        for i in 0..500 {
+            let a = ((i * 37) % 101) as f64 / 10.0;
+            let b = a + ((i * 53) % 7) as f64 / 10.0;
+            let row = [
+                FeatureValue::Number(a),
+                FeatureValue::Category(Arc::from("x")),
+                FeatureValue::Number(b),
+            ];
+            builder.add_row(&row, None);
+        }
+        let baseline = builder
+            .finish(LineageInputs::live(500, SystemTime::UNIX_EPOCH))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let detectors = MultivariateDrift::from_baseline(&baseline, &MultivariateConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        RowSpec {
+            detectors: Arc::new(detectors),
+            columns: vec![0, 2],
+        }
+    }
+
+    fn row(a: FeatureValue, b: FeatureValue) -> Observation {
+        Observation {
+            features: vec![a, FeatureValue::Category(Arc::from("x")), b],
+            ..obs(0.0, "x")
+        }
+    }
+
+    #[test]
+    fn rows_are_summed_per_slice_and_expire_with_it() {
+        let rows = row_spec();
+        let spec = WindowSpec {
+            features: vec![
+                FeatureSpec::Numeric { edges: Vec::new() },
+                FeatureSpec::Categorical,
+                FeatureSpec::Numeric { edges: Vec::new() },
+            ],
+            multivariate: Some(rows.clone()),
+            ..spec(10)
+        };
+        let mut window = Window::new(spec, 1);
+        let (mut kept, mut everything) = (rows.detectors.window(), rows.detectors.window());
+        let number = FeatureValue::Number;
+        for i in 0..300u64 {
+            let (a, b) = ((i % 13) as f64, (i % 13) as f64 * 0.5 - (i % 3) as f64);
+            // 0 to 59.8 s: six slices; the first leaves the window at 60 s.
+            let at = i * 200;
+            window.observe(at, &row(number(a), number(b)));
+            rows.detectors.observe(&mut everything, &[a, b]);
+            if at >= 10_000 {
+                rows.detectors.observe(&mut kept, &[a, b]);
+            }
+        }
+        // A missing value and a category where a number belongs: rows for
+        // PCA (imputed), not complete rows for the mean shift.
+        window.observe(59_000, &row(number(1.0), FeatureValue::Missing));
+        window.observe(
+            59_000,
+            &row(FeatureValue::Category(Arc::from("?")), number(1.0)),
+        );
+        for detectors in [&mut kept, &mut everything] {
+            rows.detectors.observe(detectors, &[1.0, f64::NAN]);
+            rows.detectors.observe(detectors, &[f64::NAN, 1.0]);
+        }
+        let close = |x: &MultivariateWindow, y: &MultivariateWindow| {
+            assert_eq!((x.rows(), x.complete_rows()), (y.rows(), y.complete_rows()));
+            let (x, y) = (rows.detectors.evaluate(x), rows.detectors.evaluate(y));
+            let (px, py) = (x.pca.map(|p| p.mean_error), y.pca.map(|p| p.mean_error));
+            let (mx, my) = (
+                x.mean_shift.map(|m| m.statistic),
+                y.mean_shift.map(|m| m.statistic),
+            );
+            assert!((px.unwrap_or(f64::NAN) - py.unwrap_or(0.0)).abs() < 1e-9);
+            assert!((mx.unwrap_or(f64::NAN) - my.unwrap_or(0.0)).abs() < 1e-6);
+        };
+        let summary = window.summary();
+        let sums = summary.multivariate.unwrap_or_else(|| panic!("sums"));
+        assert_eq!((sums.rows(), sums.complete_rows()), (302, 300));
+        close(&sums, &everything);
+        window.advance(60_000);
+        let sums = window
+            .summary()
+            .multivariate
+            .unwrap_or_else(|| panic!("sums"));
+        assert_eq!(sums.rows(), 252, "the first slice's 50 rows left");
+        close(&sums, &kept);
+        window.advance(1_000_000);
+        let sums = window
+            .summary()
+            .multivariate
+            .unwrap_or_else(|| panic!("sums"));
+        assert_eq!((sums.rows(), sums.complete_rows()), (0, 0));
+    }
+
+    #[test]
+    fn without_a_row_spec_no_sums_are_kept() {
+        let mut window = Window::new(spec(10), 1);
+        window.observe(0, &obs(1.0, "a"));
+        assert_eq!(window.summary().multivariate, None);
     }
 
     #[test]

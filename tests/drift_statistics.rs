@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use sidewatch::baseline::{Baseline, BaselineBuilder, BuildOptions, FeatureKind, LineageInputs};
 use sidewatch::config::{Config, Drift, Overrides};
-use sidewatch::monitor::evaluate::evaluate;
+use sidewatch::monitor::evaluate::{Multivariate, evaluate};
 use sidewatch::observation::{FeatureValue, Observation};
 use sidewatch::window::{FeatureSpec, Window, WindowSpec};
 use statrs::distribution::{Binomial, DiscreteCDF};
@@ -75,6 +75,9 @@ fn window(baseline: &Baseline, settings: &Drift, seed: u64) -> Window {
             sample_cap: settings.sample,
             features,
             score_edges: None,
+            // Univariate properties; multivariate ones are measured in
+            // src/monitor/evaluate/multivariate.rs.
+            multivariate: None,
         },
         seed,
     )
@@ -112,7 +115,13 @@ fn stationary_streams_false_alarm_at_most_alpha() {
             window.observe(i * 100, &observation(&mut rng, None));
         }
         window.advance(PER_WINDOW * 100);
-        let report = evaluate(&baseline, &window.summary(), &settings, String::new());
+        let report = evaluate(
+            &baseline,
+            &window.summary(),
+            &settings,
+            &Multivariate::Off,
+            String::new(),
+        );
         assert_eq!(report.window_count, PER_WINDOW);
         let flagged = report.features.iter().filter(|f| f.drifted).count();
         flagged_features += flagged;
@@ -177,7 +186,13 @@ fn a_half_sigma_shift_in_one_of_16_features_is_caught_on_that_feature() {
                 );
             }
             window.advance((step + 1) * step_ms - 1);
-            let report = evaluate(&baseline, &window.summary(), &settings, String::new());
+            let report = evaluate(
+                &baseline,
+                &window.summary(),
+                &settings,
+                &Multivariate::Off,
+                String::new(),
+            );
             if step >= 5 && report.features[SHIFTED].drifted {
                 let others = report
                     .features

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use super::units::{Scalar, parse_duration, parse_size};
 use super::{
     BaselineSource, Config, Correction, Drift, DriftMethod, JsonPointers, Limits, Mirror, Model,
-    Overrides, Problem, Protocol, Shutdown, Upstream, UpstreamProtocol, Validate,
+    MultivariateSettings, Overrides, Problem, Protocol, Shutdown, Upstream, UpstreamProtocol,
+    Validate,
 };
 use crate::detect::anomaly::{AnomalyConfig, ConfidenceConfig, HstConfig};
 
@@ -141,6 +142,18 @@ struct RawDrift {
     correction: Option<String>,
     bins: Option<u64>,
     sample: Option<u64>,
+    #[serde(default)]
+    multivariate: RawMultivariate,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMultivariate {
+    enabled: Option<bool>,
+    variance: Option<f64>,
+    chunk: Option<u64>,
+    sigmas: Option<f64>,
+    alpha: Option<f64>,
 }
 
 /// Collects problems during validation so that all of them are reported.
@@ -675,6 +688,44 @@ impl Checker {
             correction,
             bins: self.count("drift.bins", raw.bins, 10, 2..=1000),
             sample: self.count("drift.sample", raw.sample, 2000, 10..=1_000_000),
+            multivariate: self.multivariate(raw.multivariate, alpha),
+        }
+    }
+
+    fn multivariate(&mut self, raw: RawMultivariate, alpha: f64) -> MultivariateSettings {
+        let variance = raw.variance.unwrap_or(0.65);
+        if !(variance > 0.0 && variance < 1.0) {
+            self.fail(
+                "drift.multivariate.variance",
+                format!("{variance} is not strictly between 0 and 1"),
+            );
+        }
+        let sigmas = raw.sigmas.unwrap_or(3.0);
+        if !(sigmas > 0.0 && sigmas.is_finite()) {
+            self.fail(
+                "drift.multivariate.sigmas",
+                format!("{sigmas} is not a positive number"),
+            );
+        }
+        // Unset, it is drift.alpha, already checked under that key.
+        if let Some(alpha) = raw.alpha
+            && !(alpha > 0.0 && alpha < 1.0)
+        {
+            self.fail(
+                "drift.multivariate.alpha",
+                format!("{alpha} is not between 0 and 1"),
+            );
+        }
+        let alpha = raw.alpha.unwrap_or(alpha);
+        let chunk = raw
+            .chunk
+            .map(|n| self.count("drift.multivariate.chunk", Some(n), n, 1..=10_000_000));
+        MultivariateSettings {
+            enabled: raw.enabled.unwrap_or(true),
+            variance,
+            chunk,
+            sigmas,
+            alpha,
         }
     }
 

@@ -1,6 +1,7 @@
 //! One drift evaluation: a window's summary against the baseline, every
 //! configured method per feature, the multiple-testing correction across
-//! features, and the model's drifted share.
+//! features, the model's drifted share, and the multivariate detectors on
+//! the numeric features taken together (see [`Multivariate`]).
 //!
 //! A feature's verdict comes from the hypothesis tests (KS for numbers,
 //! chi-square for categories) after correction, so the false-alarm rate is
@@ -17,6 +18,10 @@ use crate::window::{FeatureSummary, NumericSummary, WindowSummary};
 
 use super::report::{FeatureDrift, MethodResult, ModelDrift, PredictionDrift};
 
+mod multivariate;
+
+pub use multivariate::Multivariate;
+
 /// Samples this small use the exact KS distribution; larger ones the
 /// asymptotic one, whose error is then well below the test's resolution.
 const KS_EXACT_MAX: usize = 100;
@@ -28,18 +33,23 @@ struct Pending {
     p_value: f64,
 }
 
-/// Evaluates `summary` against `baseline`.
+/// Evaluates `summary` against `baseline`, and its multivariate sums with
+/// `multivariate` (fitted on the same baseline).
 pub fn evaluate(
     baseline: &Baseline,
     summary: &WindowSummary,
     settings: &Drift,
+    multivariate: &Multivariate,
     evaluated_at: String,
 ) -> ModelDrift {
+    let joint = multivariate::judge(multivariate, baseline, summary, settings.min_samples);
     let mut report = ModelDrift {
         model: baseline.model.clone(),
         baseline: "ready",
         window_count: summary.count,
         evaluated_at: Some(evaluated_at),
+        multivariate_drifted: joint.as_ref().is_some_and(|j| j.drifted),
+        multivariate: joint,
         ..ModelDrift::default()
     };
     if summary.count < settings.min_samples {
@@ -432,6 +442,7 @@ mod tests {
                 .as_ref()
                 .and_then(|p| p.score.as_ref())
                 .map(|s| s.edges.clone()),
+            multivariate: None,
         };
         (baseline, Window::new(spec, 1))
     }
@@ -446,7 +457,13 @@ mod tests {
         for i in 0..600 {
             window.observe(i as u64, &reference(i * 7 + 1));
         }
-        let report = evaluate(&baseline, &window.summary(), &settings(""), "t".into());
+        let report = evaluate(
+            &baseline,
+            &window.summary(),
+            &settings(""),
+            &Multivariate::Off,
+            "t".into(),
+        );
         assert_eq!(report.features.len(), 2);
         assert!(report.features.iter().all(|f| !f.drifted), "{report:#?}");
         assert!(!report.prediction.drifted, "{:#?}", report.prediction);
@@ -483,7 +500,13 @@ mod tests {
             let class = if i % 4 == 0 { (i % 3) as u32 } else { 2 };
             window.observe(i as u64, &observation((i % 97) as f64, label, class));
         }
-        let report = evaluate(&baseline, &window.summary(), &settings(""), "t".into());
+        let report = evaluate(
+            &baseline,
+            &window.summary(),
+            &settings(""),
+            &Multivariate::Off,
+            "t".into(),
+        );
         assert!(
             !report.features[0].drifted,
             "x did not move: {:#?}",
@@ -514,6 +537,7 @@ mod tests {
             &baseline,
             &window.summary(),
             &settings(", alpha: 0.04"),
+            &Multivariate::Off,
             "t".into(),
         );
         let tests: Vec<&MethodResult> = report

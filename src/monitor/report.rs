@@ -23,12 +23,21 @@ pub struct ModelDrift {
     pub window_count: u64,
     /// RFC 3339 time of the evaluation; `None` before the first one.
     pub evaluated_at: Option<String>,
-    /// Share of evaluated features that drifted.
+    /// Share of evaluated features that drifted. Univariate only: the
+    /// multivariate verdict is about the model, not a feature, and has its
+    /// own flag.
     pub drifted_share: f64,
+    /// Whether a multivariate detector flagged the latest window (see
+    /// [`MultivariateReport::drifted`]).
+    pub multivariate_drifted: bool,
     /// Per feature, in model order.
     pub features: Vec<FeatureDrift>,
     /// The same tests on the predictions.
     pub prediction: PredictionDrift,
+    /// The numeric features taken together; absent when
+    /// `drift.multivariate.enabled` is false or no baseline is ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multivariate: Option<MultivariateReport>,
     /// Change detectors on the stream of prediction scores.
     pub concept: Vec<ConceptState>,
     /// Why nothing was evaluated yet, when that is so.
@@ -80,6 +89,61 @@ pub struct MethodResult {
     pub threshold: f64,
     /// The verdict.
     pub drifted: bool,
+}
+
+/// Multivariate drift: has the joint distribution of the numeric features
+/// moved, even where no single feature has?
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MultivariateReport {
+    /// Whether the detectors ran: the window held `drift.min_samples`
+    /// complete numeric rows and the detectors could be fitted.
+    pub evaluated: bool,
+    /// Whether any method flagged the window.
+    pub drifted: bool,
+    /// The numeric features that make up a row, in row order.
+    pub features: Vec<String>,
+    /// Rows in the window (PCA imputes a missing value with the baseline mean).
+    pub rows: u64,
+    /// Rows with every numeric value present (the mean shift's rows).
+    pub complete_rows: u64,
+    /// `pca_reconstruction`, then `mahalanobis_shift`.
+    pub methods: Vec<MultivariateMethod>,
+    /// Why nothing was evaluated, when that is so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One multivariate method's outcome.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MultivariateMethod {
+    /// `pca_reconstruction` or `mahalanobis_shift`.
+    pub method: &'static str,
+    /// PCA: the window's mean reconstruction error. Mean shift: Hotelling's
+    /// `T = (x̄ − μ)ᵀ Σ⁻¹ (x̄ − μ) / (1/n + 1/N)`.
+    pub score: f64,
+    /// Mean shift: the χ²(d) quantile at `1 − alpha` that `score` must exceed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// PCA: lower end of the reference band (mean − sigmas · std of the
+    /// reference chunks' mean errors, at least 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower: Option<f64>,
+    /// PCA: upper end of the reference band.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upper: Option<f64>,
+    /// Mean shift: `χ²(d).sf(score)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// PCA: principal components kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub components: Option<usize>,
+    /// PCA: share of the reference variance they explain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explained_variance: Option<f64>,
+    /// The verdict: PCA outside its band, or the mean shift above its threshold.
+    pub drifted: bool,
+    /// Rows the method used.
+    pub samples: u64,
 }
 
 /// One streaming change detector on the prediction scores.

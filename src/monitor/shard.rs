@@ -17,7 +17,7 @@ use crate::detect::concept::{Adwin, PageHinkley, Verdict};
 use crate::observation::{FeatureValue, Observation};
 use crate::window::{FeatureSpec, Window, WindowSpec};
 
-use super::evaluate::evaluate;
+use super::evaluate::{Multivariate, evaluate};
 use super::report::{ConceptState, FlagReason, FlaggedObservation, ModelDrift};
 use super::stats::RECENT_ANOMALIES;
 use super::stats::{FeatureLayout, ModelStats};
@@ -86,6 +86,8 @@ pub struct Shard {
     anomaly_config: AnomalyConfig,
     /// Per-request anomaly detectors, once a baseline is ready.
     anomaly: Option<AnomalyDetectors>,
+    /// Multivariate drift detectors, fitted when the baseline is installed.
+    multivariate: Multivariate,
     /// Reused for every observation's anomaly check.
     verdict: anomaly::Verdict,
     /// The latest flagged observations, newest last.
@@ -127,6 +129,7 @@ impl Shard {
             concept_last: [None; 2],
             anomaly_config,
             anomaly: None,
+            multivariate: Multivariate::Off,
             verdict: anomaly::Verdict::new(),
             recent: std::collections::VecDeque::with_capacity(RECENT_ANOMALIES),
             clock,
@@ -275,7 +278,13 @@ impl Shard {
         let mut report = match (&self.baseline, &mut self.window) {
             (BaselineState::Ready(baseline), Some(window)) => {
                 window.advance(unix_ms(now));
-                evaluate(baseline, &window.summary(), &self.settings, rfc3339(now))
+                evaluate(
+                    baseline,
+                    &window.summary(),
+                    &self.settings,
+                    &self.multivariate,
+                    rfc3339(now),
+                )
             }
             (
                 BaselineState::Learning {
@@ -388,6 +397,10 @@ impl Shard {
                     None
                 }
             };
+            self.multivariate = Multivariate::fit(b, &self.settings);
+            if let Multivariate::Unavailable(reason) = &self.multivariate {
+                tracing::warn!(model = %self.stats.name, %reason, "Multivariate drift is off for this model.");
+            }
             let spec = WindowSpec {
                 length: self.settings.window,
                 step: self.settings.step,
@@ -407,6 +420,7 @@ impl Shard {
                     .as_ref()
                     .and_then(|p| p.score.as_ref())
                     .map(|s| s.edges.clone()),
+                multivariate: self.multivariate.rows(),
             };
             self.window = Some(Window::new(spec, 0x5eed));
         }

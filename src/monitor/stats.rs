@@ -437,6 +437,58 @@ impl prometheus_client::collector::Collector for MonitorMetrics {
                 .iter()
                 .filter(|r| r.evaluated)
                 .map(|r| (vec![("model", r.model.clone())], r.drifted_share)),
-        )
+        )?;
+        multivariate_gauges(&mut encoder, &reports)
     }
+}
+
+/// `sidewatch_multivariate_drift_{score,threshold}` and
+/// `sidewatch_multivariate_drifted`, per model and method; absent while a
+/// model's window is too small to judge, like `drifted_share`.
+fn multivariate_gauges(
+    encoder: &mut DescriptorEncoder,
+    reports: &[Arc<ModelDrift>],
+) -> Result<(), std::fmt::Error> {
+    let methods = || {
+        reports.iter().flat_map(|r| {
+            r.multivariate
+                .iter()
+                .filter(|m| m.evaluated)
+                .flat_map(|m| &m.methods)
+                .map(|method| {
+                    let labels = vec![
+                        ("model", r.model.clone()),
+                        ("method", method.method.to_owned()),
+                    ];
+                    (labels, method)
+                })
+        })
+    };
+    gauge(
+        encoder,
+        "sidewatch_multivariate_drift_score",
+        "Latest multivariate drift statistic per model: pca_reconstruction is the window's mean PCA reconstruction error, mahalanobis_shift Hotelling's T of the window mean.",
+        methods().map(|(labels, m)| (labels, m.score)),
+    )?;
+    gauge(
+        encoder,
+        "sidewatch_multivariate_drift_threshold",
+        "Where the multivariate statistic turns to drift: the PCA band's lower and upper ends, the mean shift's upper threshold.",
+        methods().flat_map(|(labels, m)| {
+            let upper = m.upper.or(m.threshold);
+            [("lower", m.lower), ("upper", upper)]
+                .into_iter()
+                .filter_map(move |(bound, value)| {
+                    let mut labels = labels.clone();
+                    labels.push(("bound", bound.to_owned()));
+                    Some((labels, value?))
+                })
+        }),
+    )?;
+    gauge(
+        encoder,
+        "sidewatch_multivariate_drifted",
+        "1 when a multivariate method flagged the latest window, else 0. Not part of drifted_share.",
+        methods().map(|(labels, m)| (labels, f64::from(u8::from(m.drifted)))),
+    )
 }
