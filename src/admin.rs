@@ -1,6 +1,11 @@
-//! The admin server on its own port: `/metrics`, `/healthz`, `/readyz` and
-//! `/v1/stats`. It reads snapshots and atomics only, so a scrape never slows
-//! the proxy.
+//! The admin server on its own port: `/metrics`, `/healthz`, `/readyz`,
+//! `/v1/stats`, `/v1/drift`, `/v1/anomalies` and `/v1/feedback`. It reads
+//! snapshots and atomics only, so a scrape never slows the proxy; posting
+//! feedback takes each model's join-store lock briefly per item.
+//!
+//! DESIGN §8 wants mutating endpoints (`POST /v1/feedback`) behind an admin
+//! token; that arrives with `security.auth.admin_tokens`. Until then the
+//! admin port must only be reachable from trusted networks.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{Empty, Full};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
@@ -22,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::mirror::MirrorStats;
-use crate::monitor::MonitorView;
+use crate::monitor::{MonitorView, feedback};
 use crate::proxy::error::json_error;
 use crate::telemetry::ProxyStats;
 use crate::telemetry::latency::Series;
@@ -59,7 +64,9 @@ impl AdminState {
             registry.register_collector(Box::new(mirror.clone()));
         }
         if let Some(monitor) = &monitor {
-            registry.register_collector(Box::new(monitor.metrics()));
+            for collector in monitor.collectors() {
+                registry.register_collector(collector);
+            }
         }
         let health_client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -208,6 +215,18 @@ impl AdminState {
                     "monitoring_off",
                 ),
             },
+            (&Method::POST, "/v1/feedback") => self.feedback(request).await,
+            (&Method::GET, "/v1/feedback") => {
+                match self.monitor.as_ref().and_then(|m| m.feedback()) {
+                    Some(hub) => json_response(StatusCode::OK, &hub.summary()),
+                    None => feedback_off(self.monitor.is_some()),
+                }
+            }
+            (_, "/v1/feedback") => json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and POST are allowed here",
+                "method_not_allowed",
+            ),
             (
                 _,
                 "/metrics" | "/healthz" | "/readyz" | "/v1/stats" | "/v1/drift" | "/v1/anomalies",
@@ -223,6 +242,60 @@ impl AdminState {
             ),
         }
     }
+}
+
+impl AdminState {
+    /// `POST /v1/feedback`: ground truth for earlier predictions.
+    async fn feedback(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(hub) = self.monitor.as_ref().and_then(|m| m.feedback()) else {
+            return feedback_off(self.monitor.is_some());
+        };
+        let too_large = || {
+            json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "a feedback body may hold at most {} bytes; split the batch",
+                    feedback::MAX_BODY
+                ),
+                "body_too_large",
+            )
+        };
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > feedback::MAX_BODY as u64) {
+            return too_large();
+        }
+        let body = match Limited::new(request.into_body(), feedback::MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Err(error) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the request body: {error}"),
+                    "bad_body",
+                );
+            }
+        };
+        let (status, body) = hub.answer(&body);
+        json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &body,
+        )
+    }
+}
+
+fn feedback_off(monitoring: bool) -> Response<Full<Bytes>> {
+    let message = if monitoring {
+        "feedback is off (feedback.enabled is false)"
+    } else {
+        "monitoring is off (mirror.enabled is false)"
+    };
+    json_error(StatusCode::NOT_FOUND, message, "feedback_off")
 }
 
 fn innermost(error: &(dyn std::error::Error + 'static)) -> String {

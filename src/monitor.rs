@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! mirror worker ──decode──► Batch ──bounded channel──► shard thread (one per model)
-//!                                                        window + baseline + drift
-//!                                                        └─► ModelStats (atomics, arc-swap)
+//!                                                        window + baseline + drift + anomaly
+//!                                                        ├─► ModelStats (atomics, arc-swap)
+//!                                                        ├─► feedback join store ◄── POST /v1/feedback
+//!                                                        └─► Verdict per observation ──► subscribers
 //! ```
 //!
 //! Everything here fails open: an exchange that does not decode is counted
@@ -13,10 +15,13 @@
 //! counts it, and the proxy never notices either.
 
 pub mod evaluate;
+pub mod feedback;
 pub mod report;
+pub mod scores;
 pub mod shard;
 pub mod stats;
 pub mod validate;
+pub mod verdict;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,10 +34,12 @@ use crate::config::{BaselineSource, Config};
 use crate::mirror::{Consumer, Exchange};
 use crate::protocol::{self, ModelSchema};
 
+pub use feedback::{FeedbackHub, FeedbackMetrics, ModelFeedback};
 pub use report::{AnomalyReports, DriftReports};
 pub use shard::Clock;
 use shard::{BaselineState, Batch, Shard};
 pub use stats::{ModelStats, MonitorMetrics};
+pub use verdict::{DriftSummary, Subscribers, Verdict, VerdictMetrics, ViolationReport};
 
 /// Decoded batches a shard may have waiting before new ones are dropped.
 const SHARD_QUEUE: usize = 4096;
@@ -73,20 +80,56 @@ pub struct MonitorConsumer {
     routes: Arc<Vec<Route>>,
 }
 
-/// What the admin server reads: every model's counters and latest report.
+/// What the admin server reads: every model's counters and latest report,
+/// the feedback join, and the verdict subscriptions.
 #[derive(Debug, Clone)]
-pub struct MonitorView(Arc<Vec<Arc<ModelStats>>>);
+pub struct MonitorView {
+    stats: Arc<Vec<Arc<ModelStats>>>,
+    /// `None` when `feedback.enabled` is false.
+    feedback: Option<Arc<FeedbackHub>>,
+    subscribers: Arc<Subscribers>,
+}
 
 impl MonitorView {
     /// The metrics collector.
     pub fn metrics(&self) -> MonitorMetrics {
-        MonitorMetrics(self.0.clone())
+        MonitorMetrics(self.stats.clone())
+    }
+
+    /// Every monitoring collector: models, feedback and verdicts.
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus_client::collector::Collector>> {
+        let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> = vec![
+            Box::new(self.metrics()),
+            Box::new(VerdictMetrics(self.subscribers.clone())),
+        ];
+        if let Some(feedback) = &self.feedback {
+            collectors.push(Box::new(FeedbackMetrics(feedback.clone())));
+        }
+        collectors
+    }
+
+    /// Where `POST /v1/feedback` goes; `None` when feedback is off.
+    pub fn feedback(&self) -> Option<&Arc<FeedbackHub>> {
+        self.feedback.as_ref()
+    }
+
+    /// Receives a [`Verdict`] for every observation from now on, on a
+    /// channel of `capacity` verdicts; when it is full, further verdicts
+    /// are dropped (and counted) rather than waited for. Dropping the
+    /// receiver unsubscribes.
+    pub fn subscribe(&self, capacity: usize) -> crossbeam_channel::Receiver<Verdict> {
+        self.subscribers.subscribe(capacity)
+    }
+
+    /// Verdicts dropped because a subscriber was full.
+    pub fn verdicts_dropped(&self) -> u64 {
+        self.subscribers.dropped()
     }
 
     /// Every model's latest drift evaluation.
     pub fn reports(&self) -> DriftReports {
         DriftReports {
-            models: self.0.iter().map(|s| (*s.report()).clone()).collect(),
+            models: self.stats.iter().map(|s| (*s.report()).clone()).collect(),
         }
     }
 
@@ -94,7 +137,7 @@ impl MonitorView {
     pub fn anomalies(&self) -> AnomalyReports {
         AnomalyReports {
             models: self
-                .0
+                .stats
                 .iter()
                 .map(|s| report::ModelAnomalies {
                     model: s.name.to_string(),
@@ -106,7 +149,7 @@ impl MonitorView {
 
     /// A model's counters, by name.
     pub fn model(&self, name: &str) -> Option<&Arc<ModelStats>> {
-        self.0.iter().find(|s| &*s.name == name)
+        self.stats.iter().find(|s| &*s.name == name)
     }
 }
 
@@ -114,7 +157,7 @@ impl MonitorView {
 #[derive(Debug)]
 pub struct Monitor {
     routes: Option<Arc<Vec<Route>>>,
-    stats: Arc<Vec<Arc<ModelStats>>>,
+    view: MonitorView,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -123,6 +166,8 @@ impl Monitor {
     pub fn start(config: &Config, clock: Clock) -> Result<Monitor, MonitorError> {
         let mut routes = Vec::new();
         let mut threads = Vec::new();
+        let mut feedback = Vec::new();
+        let subscribers = Arc::new(Subscribers::default());
         for model in &config.models {
             let mut names = model.features.clone();
             let baseline = match &model.baseline {
@@ -180,7 +225,15 @@ impl Monitor {
                 config.anomaly,
                 baseline,
                 clock.clone(),
-            );
+            )
+            .with_subscribers(subscribers.clone());
+            let shard = if config.feedback.enabled {
+                let store = Arc::new(ModelFeedback::new(stats.clone(), &config.feedback));
+                feedback.push(store.clone());
+                shard.with_feedback(store)
+            } else {
+                shard
+            };
             let (sender, receiver) = crossbeam_channel::bounded(SHARD_QUEUE);
             let thread = std::thread::Builder::new()
                 .name(format!("sidewatch-shard-{}", model.name))
@@ -198,9 +251,17 @@ impl Monitor {
             });
         }
         let stats = Arc::new(routes.iter().map(|r| r.stats.clone()).collect());
+        let feedback = config
+            .feedback
+            .enabled
+            .then(|| Arc::new(FeedbackHub::new(feedback, clock)));
         Ok(Monitor {
             routes: Some(Arc::new(routes)),
-            stats,
+            view: MonitorView {
+                stats,
+                feedback,
+                subscribers,
+            },
             threads,
         })
     }
@@ -217,7 +278,12 @@ impl Monitor {
 
     /// The read side, for the admin server.
     pub fn view(&self) -> MonitorView {
-        MonitorView(self.stats.clone())
+        self.view.clone()
+    }
+
+    /// Receives a [`Verdict`] per observation (see [`MonitorView::subscribe`]).
+    pub fn subscribe(&self, capacity: usize) -> crossbeam_channel::Receiver<Verdict> {
+        self.view.subscribe(capacity)
     }
 
     /// Stops the shards once the consumers are gone and waits for them.

@@ -7,13 +7,15 @@ use http::Uri;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::DEFAULT_DDM;
 use super::units::{Scalar, parse_duration, parse_size};
 use super::{
-    BaselineSource, Config, Correction, Drift, DriftMethod, JsonPointers, Limits, Mirror, Model,
-    MultivariateSettings, Overrides, Problem, Protocol, Shutdown, Upstream, UpstreamProtocol,
-    Validate,
+    BaselineSource, Config, Correction, Drift, DriftMethod, Feedback, JsonPointers, Limits, Mirror,
+    Model, MultivariateSettings, Overrides, Problem, Protocol, Shutdown, Upstream,
+    UpstreamProtocol, Validate,
 };
 use crate::detect::anomaly::{AnomalyConfig, ConfidenceConfig, HstConfig};
+use crate::detect::concept::DdmParams;
 
 const SECTIONS: &[&str] = &[
     "listen",
@@ -28,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "models",
     "drift",
     "anomaly",
+    "feedback",
 ];
 
 /// The configuration file as written, before validation.
@@ -45,6 +48,7 @@ pub struct RawConfig {
     models: Vec<RawModel>,
     drift: RawDrift,
     anomaly: RawAnomaly,
+    feedback: RawFeedback,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +137,25 @@ struct RawHst {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawFeedback {
+    enabled: Option<bool>,
+    ttl: Option<Scalar>,
+    capacity: Option<u64>,
+    window: Option<u64>,
+    #[serde(default)]
+    ddm: RawDdm,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDdm {
+    warm_start: Option<u64>,
+    warning_threshold: Option<f64>,
+    drift_threshold: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDrift {
     window: Option<Scalar>,
     step: Option<Scalar>,
@@ -206,6 +229,7 @@ impl RawConfig {
                     "models" => section(&key, value.clone(), problems).map(|v| raw.models = v),
                     "drift" => section(&key, value.clone(), problems).map(|v| raw.drift = v),
                     "anomaly" => section(&key, value.clone(), problems).map(|v| raw.anomaly = v),
+                    "feedback" => section(&key, value.clone(), problems).map(|v| raw.feedback = v),
                     _ => return false,
                 };
                 true
@@ -302,6 +326,7 @@ impl RawConfig {
         check.unique_models(&models);
         let drift = check.drift(self.drift);
         let anomaly = check.anomaly(self.anomaly);
+        let feedback = check.feedback(self.feedback);
 
         match (listen, admin, upstream) {
             (Some(listen), Some(admin), Some(upstream)) if check.problems.is_empty() => {
@@ -318,6 +343,7 @@ impl RawConfig {
                     models,
                     drift,
                     anomaly,
+                    feedback,
                 })
             }
             _ => Err(check.problems),
@@ -635,6 +661,38 @@ impl Checker {
         config
     }
 
+    fn feedback(&mut self, raw: RawFeedback) -> Feedback {
+        let ddm = DdmParams {
+            warm_start: raw.ddm.warm_start.unwrap_or(DEFAULT_DDM.warm_start),
+            warning_threshold: raw
+                .ddm
+                .warning_threshold
+                .unwrap_or(DEFAULT_DDM.warning_threshold),
+            drift_threshold: raw
+                .ddm
+                .drift_threshold
+                .unwrap_or(DEFAULT_DDM.drift_threshold),
+        };
+        if let Err(problem) = ddm.validate() {
+            self.fail(
+                format!("feedback.ddm.{}", problem.param),
+                problem.requirement,
+            );
+        } else if ddm.warning_threshold > ddm.drift_threshold {
+            self.fail(
+                "feedback.ddm.warning_threshold",
+                "must not be above drift_threshold",
+            );
+        }
+        Feedback {
+            enabled: raw.enabled.unwrap_or(true),
+            ttl: self.duration("feedback.ttl", &raw.ttl, "10m"),
+            capacity: self.count("feedback.capacity", raw.capacity, 100_000, 1..=10_000_000),
+            window: self.count("feedback.window", raw.window, 1000, 1..=1_000_000),
+            ddm,
+        }
+    }
+
     fn drift(&mut self, raw: RawDrift) -> Drift {
         let window = self.duration("drift.window", &raw.window, "5m");
         let step = self.duration("drift.step", &raw.step, "30s");
@@ -877,6 +935,59 @@ mod monitoring_tests {
             vec![DriftMethod::Ks, DriftMethod::Psi]
         );
         assert_eq!(config.drift.min_samples, 200);
+    }
+
+    #[test]
+    fn feedback_has_defaults_and_checked_ranges() {
+        let config = Config::from_yaml("upstream: http://127.0.0.1:1\n", &Overrides::default())
+            .expect("valid");
+        assert!(config.feedback.enabled);
+        assert_eq!(config.feedback.ttl.as_secs(), 600);
+        assert_eq!(config.feedback.capacity, 100_000);
+        assert_eq!(config.feedback.window, 1000);
+        assert_eq!(config.feedback.ddm, super::super::DEFAULT_DDM);
+        let set = Config::from_yaml(
+            "upstream: http://127.0.0.1:1\nfeedback: { ttl: 90s, capacity: 10, window: 5 }\n",
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(
+            (
+                set.feedback.ttl.as_secs(),
+                set.feedback.capacity,
+                set.feedback.window
+            ),
+            (90, 10, 5)
+        );
+        let Err(ConfigError::Invalid(problems)) = Config::from_yaml(
+            "upstream: http://127.0.0.1:1\nfeedback: { ttl: 0s, capacity: 0, window: 0, tll: 1m }\n",
+            &Overrides::default(),
+        ) else {
+            panic!("expected problems")
+        };
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(|p| p.starts_with("feedback.tll")),
+            "{text:#?}"
+        );
+        let Err(ConfigError::Invalid(problems)) = Config::from_yaml(
+            "upstream: http://127.0.0.1:1\nfeedback: { ttl: 0s, capacity: 0, window: 0, ddm: { drift_threshold: -1 } }\n",
+            &Overrides::default(),
+        ) else {
+            panic!("expected problems")
+        };
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        for prefix in [
+            "feedback.ttl",
+            "feedback.capacity",
+            "feedback.window",
+            "feedback.ddm.drift_threshold",
+        ] {
+            assert!(
+                text.iter().any(|p| p.starts_with(prefix)),
+                "{prefix} missing in {text:#?}"
+            );
+        }
     }
 
     #[test]

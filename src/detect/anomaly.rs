@@ -80,6 +80,10 @@ pub struct Verdict {
     /// One entry per detector that flagged the observation, in the order
     /// the detectors ran.
     pub reasons: Vec<Reason>,
+    /// Every detector's score for the observation, flagged or not, by
+    /// [`Detector::index`]; `None` where a detector did not score it (so
+    /// score distributions can be watched, not only the flags).
+    pub scores: [Option<f64>; Detector::ALL.len()],
 }
 
 /// Why a detector could not be built from its configuration or baseline.
@@ -122,6 +126,21 @@ pub enum AnomalyError {
 // === impl Detector ===
 
 impl Detector {
+    /// Every detector, in [`index`](Detector::index) order (the order they
+    /// run in).
+    pub const ALL: [Detector; 5] = [
+        Detector::RobustZ,
+        Detector::Mahalanobis,
+        Detector::HalfSpaceTrees,
+        Detector::LowConfidence,
+        Detector::HighEntropy,
+    ];
+
+    /// The detector's position in [`Detector::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Stable snake_case name, for metric labels and JSON.
     pub fn label(self) -> &'static str {
         match self {
@@ -142,9 +161,21 @@ impl Verdict {
         Verdict::default()
     }
 
-    /// Forgets the reasons, keeping the allocation for the next observation.
+    /// Forgets the reasons and scores, keeping the allocation for the next
+    /// observation.
     pub fn clear(&mut self) {
         self.reasons.clear();
+        self.scores = [None; Detector::ALL.len()];
+    }
+
+    /// The score `detector` gave the observation, if it scored it.
+    pub fn score(&self, detector: Detector) -> Option<f64> {
+        self.scores[detector.index()]
+    }
+
+    /// Notes the score `detector` gave the observation.
+    pub fn set_score(&mut self, detector: Detector, score: Option<f64>) {
+        self.scores[detector.index()] = score;
     }
 
     /// Whether any detector flagged the observation.

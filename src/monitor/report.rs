@@ -146,15 +146,19 @@ pub struct MultivariateMethod {
     pub samples: u64,
 }
 
-/// One streaming change detector on the prediction scores.
+/// One streaming change detector: on the prediction scores, or (DDM) on
+/// the errors of joined feedback.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ConceptState {
-    /// `page_hinkley` or `adwin`.
+    /// `page_hinkley`, `adwin` or `ddm`.
     pub detector: &'static str,
     /// Changes detected since start.
     pub events: u64,
     /// RFC 3339 time of the latest change, if any.
     pub last_event_at: Option<String>,
+    /// DDM only: whether the error rate is in its warning zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<bool>,
 }
 
 /// The latest flagged observations of every model (`GET /v1/anomalies`).

@@ -1,7 +1,8 @@
 //! A model's shard: the one thread that owns the model's window, baseline
-//! and detectors (single writer, no locks on the update path). Decoded
-//! batches arrive on a bounded channel; every `drift.step` the shard
-//! evaluates its window and publishes the report.
+//! and detectors (single writer, no locks on the update path but the
+//! feedback join store's, taken once per batch: see `feedback.rs`).
+//! Decoded batches arrive on a bounded channel; every `drift.step` the
+//! shard evaluates its window and publishes the report.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,16 +13,18 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::baseline::bin_index;
 use crate::baseline::{Baseline, BaselineBuilder, BuildOptions, FeatureKind, LineageInputs};
 use crate::config::{Drift, Validate};
-use crate::detect::anomaly::{self, AnomalyConfig, AnomalyDetectors};
+use crate::detect::anomaly::{self, AnomalyConfig, AnomalyDetectors, Detector};
 use crate::detect::concept::{Adwin, PageHinkley, Verdict};
 use crate::observation::{FeatureValue, Observation};
 use crate::window::{FeatureSpec, Window, WindowSpec};
 
 use super::evaluate::{Multivariate, evaluate};
+use super::feedback::{DDM, ModelFeedback};
 use super::report::{ConceptState, FlagReason, FlaggedObservation, ModelDrift};
 use super::stats::RECENT_ANOMALIES;
 use super::stats::{FeatureLayout, ModelStats};
 use super::validate::{self, Violation};
+use super::verdict::{DriftSummary, Subscribers, ViolationReport};
 
 /// The time source; tests pass a fake one.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -92,6 +95,14 @@ pub struct Shard {
     verdict: anomaly::Verdict,
     /// The latest flagged observations, newest last.
     recent: std::collections::VecDeque<FlaggedObservation>,
+    /// Where predictions wait for their ground truth, when feedback is on.
+    feedback: Option<Arc<ModelFeedback>>,
+    /// Who receives a verdict per observation, if anyone.
+    subscribers: Option<Arc<Subscribers>>,
+    /// The drift state handed on with verdicts, as of the last evaluation.
+    drift_summary: Arc<DriftSummary>,
+    /// The current observation's violations, while someone subscribes.
+    violations: Vec<(usize, Violation)>,
     clock: Clock,
 }
 
@@ -132,10 +143,36 @@ impl Shard {
             multivariate: Multivariate::Off,
             verdict: anomaly::Verdict::new(),
             recent: std::collections::VecDeque::with_capacity(RECENT_ANOMALIES),
+            feedback: None,
+            subscribers: None,
+            drift_summary: Arc::default(),
+            violations: Vec::new(),
             clock,
         };
         shard.install(baseline);
+        // Verdicts before the first evaluation still list the detectors.
+        shard.drift_summary = Arc::new(DriftSummary {
+            concept: shard.concept_states(),
+            ..DriftSummary::default()
+        });
         shard
+    }
+
+    /// Records each decoded prediction in `feedback`'s join store.
+    pub fn with_feedback(mut self, feedback: Arc<ModelFeedback>) -> Self {
+        self.feedback = Some(feedback);
+        self.drift_summary = Arc::new(DriftSummary {
+            concept: self.concept_states(),
+            ..DriftSummary::default()
+        });
+        self
+    }
+
+    /// Hands a [`Verdict`](super::Verdict) per observation to
+    /// `subscribers` while any listen.
+    pub fn with_subscribers(mut self, subscribers: Arc<Subscribers>) -> Self {
+        self.subscribers = Some(subscribers);
+        self
     }
 
     /// Runs until every sender is gone, evaluating every `drift.step`.
@@ -166,8 +203,14 @@ impl Shard {
         {
             self.freeze_names(names);
         }
+        // Before the count: a client that saw the observation counted may
+        // post its feedback at once.
+        if let Some(feedback) = &self.feedback {
+            feedback.record(&batch.observations);
+        }
         self.stats
             .count_observations(batch.observations.len() as u64);
+        let subscribed = self.subscribers.as_ref().is_some_and(|s| s.is_active());
         let layout = self.stats.layout();
         if batch.extra > 0
             && self.validate == Validate::Observe
@@ -196,13 +239,19 @@ impl Shard {
                 BaselineState::Ready(b) => Some(&**b),
                 _ => None,
             };
+            self.violations.clear();
             if self.validate == Validate::Observe
                 && let Some(layout) = &layout
             {
+                let violations = &mut self.violations;
                 validate::check(observation, baseline, &self.categorical, |f, v| {
-                    layout.count_violation(f, v)
+                    layout.count_violation(f, v);
+                    if subscribed {
+                        violations.push((f, v));
+                    }
                 });
             }
+            self.verdict.clear();
             match &mut self.baseline {
                 BaselineState::Learning {
                     builder, target, ..
@@ -214,8 +263,12 @@ impl Shard {
                 }
                 BaselineState::Ready(baseline) => {
                     if let Some(detectors) = &mut self.anomaly {
-                        self.verdict.clear();
                         detectors.check(observation, &mut self.verdict);
+                        for detector in Detector::ALL {
+                            if let Some(score) = self.verdict.score(detector) {
+                                self.stats.scores.observe(detector, score);
+                            }
+                        }
                         if self.verdict.is_anomalous() {
                             flagged = true;
                             for reason in &self.verdict.reasons {
@@ -228,21 +281,7 @@ impl Shard {
                                 request_id: observation.request_id.to_string(),
                                 row: observation.row,
                                 time: rfc3339(observation.time),
-                                reasons: self
-                                    .verdict
-                                    .reasons
-                                    .iter()
-                                    .map(|r| FlagReason {
-                                        detector: r.detector.label(),
-                                        features: r
-                                            .features
-                                            .iter()
-                                            .filter_map(|&f| self.names.get(f).cloned())
-                                            .collect(),
-                                        score: r.score,
-                                        threshold: r.threshold,
-                                    })
-                                    .collect(),
+                                reasons: flag_reasons(&self.verdict, &self.names),
                             });
                         }
                     }
@@ -265,6 +304,9 @@ impl Shard {
                     }
                 }
                 BaselineState::Missing | BaselineState::AwaitingNames { .. } => {}
+            }
+            if subscribed {
+                self.hand_on(observation, batch.extra);
             }
         }
         if flagged {
@@ -307,16 +349,61 @@ impl Shard {
                 ..ModelDrift::default()
             },
         };
-        report.concept = super::stats::CONCEPT_DETECTORS
+        report.concept = self.concept_states();
+        self.drift_summary = Arc::new(DriftSummary::from_report(&report));
+        self.stats.publish(report);
+    }
+
+    /// Every concept detector's events so far.
+    fn concept_states(&self) -> Vec<ConceptState> {
+        let ddm = self.feedback.as_ref().map(|f| f.ddm());
+        super::stats::CONCEPT_DETECTORS
             .iter()
             .enumerate()
             .map(|(i, detector)| ConceptState {
                 detector,
                 events: self.stats.concept_drifts(i),
-                last_event_at: self.concept_last[i].map(rfc3339),
+                last_event_at: match self.concept_last.get(i) {
+                    Some(last) => last.map(rfc3339),
+                    None => ddm.and_then(|d| d.last_drift).map(rfc3339),
+                },
+                warning: (i == DDM).then(|| ddm.is_some_and(|d| d.warning)),
             })
+            .collect()
+    }
+
+    /// Builds the current observation's verdict and hands it to the
+    /// subscribers (only called while someone subscribes).
+    fn hand_on(&self, observation: &Observation, extra: usize) {
+        let Some(subscribers) = &self.subscribers else {
+            return;
+        };
+        let name = |f: usize| self.names.get(f).cloned().unwrap_or_default();
+        let extra = (self.validate == Validate::Observe).then_some(extra);
+        let violations = self
+            .violations
+            .iter()
+            .map(|&(f, v)| ViolationReport {
+                feature: name(f),
+                kind: v.as_str(),
+            })
+            // Inputs the model does not declare have no feature name.
+            .chain((0..extra.unwrap_or(0)).map(|_| ViolationReport {
+                feature: String::new(),
+                kind: Violation::Extra.as_str(),
+            }))
             .collect();
-        self.stats.publish(report);
+        subscribers.publish(super::Verdict {
+            request_id: observation.request_id.clone(),
+            row: observation.row,
+            model: self.stats.name.clone(),
+            version: observation.version.clone(),
+            time: observation.time,
+            prediction: observation.prediction.clone(),
+            anomalies: flag_reasons(&self.verdict, &self.names),
+            violations,
+            drift: self.drift_summary.clone(),
+        });
     }
 
     fn freeze_names(&mut self, names: Vec<String>) {
@@ -428,6 +515,24 @@ impl Shard {
     }
 }
 
+/// An anomaly verdict's reasons, with features by name.
+fn flag_reasons(verdict: &anomaly::Verdict, names: &[String]) -> Vec<FlagReason> {
+    verdict
+        .reasons
+        .iter()
+        .map(|r| FlagReason {
+            detector: r.detector.label(),
+            features: r
+                .features
+                .iter()
+                .filter_map(|&f| names.get(f).cloned())
+                .collect(),
+            score: r.score,
+            threshold: r.threshold,
+        })
+        .collect()
+}
+
 /// Builds the learning state for a model.
 pub fn learning(
     model: &str,
@@ -536,12 +641,14 @@ mod tests {
         shard.evaluate(start);
         let report = stats.report();
         let names: Vec<&str> = report.concept.iter().map(|c| c.detector).collect();
-        assert_eq!(names, ["page_hinkley", "adwin"]);
+        assert_eq!(names, ["page_hinkley", "adwin", "ddm"]);
         assert!(
-            report
-                .concept
+            report.concept[..2]
                 .iter()
-                .all(|c| c.events >= 1 && c.last_event_at.is_some())
+                .all(|c| c.events >= 1 && c.last_event_at.is_some() && c.warning.is_none())
         );
+        // No feedback: DDM has nothing to say, but says it.
+        assert_eq!(report.concept[2].events, 0);
+        assert_eq!(report.concept[2].warning, Some(false));
     }
 }

@@ -26,8 +26,9 @@ pub const ANOMALY_DETECTORS: [&str; 5] = [
 /// Flagged observations kept for `GET /v1/anomalies`, per model.
 pub const RECENT_ANOMALIES: usize = 100;
 
-/// Concept detectors on the score stream, in counter order.
-pub const CONCEPT_DETECTORS: [&str; 2] = ["page_hinkley", "adwin"];
+/// Concept detectors, in counter order: Page–Hinkley and ADWIN on the
+/// score stream, DDM on the error stream of joined feedback.
+pub const CONCEPT_DETECTORS: [&str; 3] = ["page_hinkley", "adwin", "ddm"];
 /// Distinct class labels counted before the rest go to `other`.
 pub const MAX_CLASSES: usize = 64;
 
@@ -41,12 +42,14 @@ pub struct ModelStats {
     observations: AtomicU64,
     shard_drops: AtomicU64,
     decode_errors: [AtomicU64; PROTOCOLS.len()],
-    /// Changes found in the score stream: `[page_hinkley, adwin]`.
-    concept: [AtomicU64; 2],
+    /// Changes found, per [`CONCEPT_DETECTORS`].
+    concept: [AtomicU64; CONCEPT_DETECTORS.len()],
     /// Reasons given per anomaly detector (see [`ANOMALY_DETECTORS`]).
     anomalies: [AtomicU64; ANOMALY_DETECTORS.len()],
     /// The latest flagged observations, newest last.
     recent: ArcSwap<Vec<super::report::FlaggedObservation>>,
+    /// Every anomaly detector's scores (`sidewatch_anomaly_score`).
+    pub scores: super::scores::ScoreHistograms,
     /// Index MAX_CLASSES counts every class beyond the first ones.
     predictions: Box<[AtomicU64]>,
     layout: ArcSwapOption<FeatureLayout>,
@@ -127,6 +130,7 @@ impl ModelStats {
             concept: Default::default(),
             anomalies: Default::default(),
             recent: ArcSwap::from_pointee(Vec::new()),
+            scores: Default::default(),
             decode_errors: Default::default(),
             predictions: (0..=MAX_CLASSES).map(|_| AtomicU64::new(0)).collect(),
             layout: ArcSwapOption::empty(),
@@ -240,7 +244,7 @@ impl ModelStats {
 #[derive(Debug, Clone)]
 pub struct MonitorMetrics(pub Arc<Vec<Arc<ModelStats>>>);
 
-fn counter(
+pub(super) fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -255,7 +259,7 @@ fn counter(
     Ok(())
 }
 
-fn gauge(
+pub(super) fn gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -324,7 +328,7 @@ impl prometheus_client::collector::Collector for MonitorMetrics {
         counter(
             &mut encoder,
             "sidewatch_concept_drift",
-            "Changes found in the stream of prediction scores, by detector.",
+            "Concept drift events, by detector: page_hinkley and adwin on prediction scores, ddm on feedback errors.",
             models.iter().flat_map(|s| {
                 CONCEPT_DETECTORS.iter().enumerate().map(move |(i, d)| {
                     (
@@ -333,6 +337,10 @@ impl prometheus_client::collector::Collector for MonitorMetrics {
                     )
                 })
             }),
+        )?;
+        super::scores::encode(
+            &mut encoder,
+            models.iter().map(|s| (s.name.to_string(), &s.scores)),
         )?;
         let layouts: Vec<_> = models
             .iter()

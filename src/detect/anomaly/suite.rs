@@ -2,8 +2,8 @@
 //! observation.
 
 use super::{
-    AnomalyError, ConfidenceCheck, ConfidenceConfig, HalfSpaceTrees, HstConfig, Mahalanobis,
-    NumericAxes, RobustZ, Verdict,
+    AnomalyError, ConfidenceCheck, ConfidenceConfig, Detector, HalfSpaceTrees, HstConfig,
+    Mahalanobis, NumericAxes, Reason, RobustZ, Verdict,
 };
 use crate::baseline::Baseline;
 use crate::observation::Observation;
@@ -123,19 +123,50 @@ impl AnomalyDetectors {
     }
 
     /// Runs every detector over `observation` (Half-Space Trees score it,
-    /// then learn it) and adds their reasons to `verdict`, in the order
-    /// robust z, Mahalanobis, Half-Space Trees, low confidence, high
-    /// entropy. Clear the verdict between observations. A normal
-    /// observation allocates nothing.
+    /// then learn it), notes each score in `verdict` and adds the reasons
+    /// of those that flag it, in the order robust z, Mahalanobis,
+    /// Half-Space Trees, low confidence, high entropy. Clear the verdict
+    /// between observations. A normal observation allocates nothing.
     pub fn check(&mut self, observation: &Observation, verdict: &mut Verdict) {
         if !self.axes.is_empty() {
             self.axes.fill(&observation.features, &mut self.row);
             let row = &self.row;
-            verdict.push(self.robust_z.as_ref().and_then(|d| d.check(row)));
-            verdict.push(self.mahalanobis.as_ref().and_then(|d| d.check(row)));
-            verdict.push(self.hst.as_mut().and_then(|d| d.check(row)));
+            // Each detector scores once; the reason (which ranks the
+            // features) is only worked out for the rare flagged row.
+            if let Some(d) = &self.robust_z {
+                let score = d.max_z(row);
+                verdict.set_score(Detector::RobustZ, Some(score));
+                if score > d.threshold() {
+                    verdict.push(d.check(row));
+                }
+            }
+            if let Some(d) = &self.mahalanobis {
+                let score = d.score(row);
+                verdict.set_score(Detector::Mahalanobis, score);
+                if score.is_some_and(|s| s > d.threshold()) {
+                    verdict.push(d.check(row));
+                }
+            }
+            if let Some(d) = &mut self.hst {
+                let score = d.score_and_learn(row);
+                verdict.set_score(Detector::HalfSpaceTrees, Some(score));
+                if score > d.threshold() {
+                    verdict.push(Some(Reason {
+                        detector: Detector::HalfSpaceTrees,
+                        // The trees cannot tell which split isolated the
+                        // row: every numeric feature is named.
+                        features: self.axes.indices().to_vec(),
+                        score,
+                        threshold: d.threshold(),
+                    }));
+                }
+            }
         }
         if let Some(prediction) = &observation.prediction {
+            if prediction.class.is_some() {
+                verdict.set_score(Detector::LowConfidence, prediction.score);
+            }
+            verdict.set_score(Detector::HighEntropy, prediction.entropy);
             self.confidence.check(prediction, verdict);
         }
     }
@@ -222,6 +253,15 @@ mod tests {
         let mut verdict = Verdict::new();
         detectors.check(&observation(5.0, 10.1, None), &mut verdict);
         assert!(!verdict.is_anomalous(), "{verdict:?}");
+        // Unflagged rows are scored all the same.
+        for detector in [
+            Detector::RobustZ,
+            Detector::Mahalanobis,
+            Detector::HalfSpaceTrees,
+        ] {
+            assert!(verdict.score(detector).is_some(), "{detector:?}");
+        }
+        assert_eq!(verdict.score(Detector::LowConfidence), None);
 
         // Both marginals are ordinary, but y should be near 2x = 4: only
         // the joint detectors see it.
@@ -236,8 +276,18 @@ mod tests {
         detectors.check(&observation(60.0, 0.0, Some(unsure)), &mut verdict);
         let robust = verdict.reason(Detector::RobustZ).cloned();
         assert_eq!(robust.map(|r| r.features), Some(vec![0]));
-        assert!(verdict.reason(Detector::HalfSpaceTrees).is_some());
+        let hst = verdict.reason(Detector::HalfSpaceTrees).cloned();
+        assert_eq!(hst.as_ref().map(|r| r.features.clone()), Some(vec![0, 2]));
+        assert_eq!(
+            hst.map(|r| r.score),
+            verdict.score(Detector::HalfSpaceTrees)
+        );
         assert!(verdict.reason(Detector::LowConfidence).is_some());
+        assert_eq!(verdict.score(Detector::LowConfidence), Some(0.5));
+        assert_eq!(
+            verdict.score(Detector::HighEntropy),
+            Some(std::f64::consts::LN_2)
+        );
     }
 
     #[test]
