@@ -36,6 +36,8 @@
 //! client that posts feedback in the same instant it receives the answer
 //! may get 404 and should retry.
 
+mod item;
+mod metrics;
 mod quality;
 mod store;
 
@@ -43,14 +45,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use prometheus_client::encoding::DescriptorEncoder;
 use serde_json::{Value, json};
 
+pub use item::{Item, Outcome, Truth, parse_item};
+pub use metrics::FeedbackMetrics;
 pub use quality::{Quality, REGRESSION_ERROR_QUANTILE, Rolling, reference_size};
 pub use store::{JoinStore, Key, Lookup, Predicted, Settled};
 
 use super::shard::Clock;
-use super::stats::{CONCEPT_DETECTORS, ModelStats};
+use super::stats::ModelStats;
 use crate::config::Feedback;
 use crate::detect::concept::Verdict;
 use crate::observation::Observation;
@@ -63,59 +66,6 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub const MAX_REQUEST_ID: usize = 256;
 /// DDM's index in [`CONCEPT_DETECTORS`].
 pub const DDM: usize = 2;
-
-/// The ground truth a feedback item gives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Truth {
-    /// A class index, for classifiers.
-    Class(u32),
-    /// A label that names no class index (e.g. `"setosa"`); kept to say so.
-    NotAClass(String),
-    /// A regression target.
-    Value(f64),
-}
-
-/// One parsed feedback item.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Item {
-    /// The prediction it is for.
-    pub key: Key,
-    /// What the answer should have been.
-    pub truth: Truth,
-}
-
-/// What became of one feedback item.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Joined to its prediction.
-    Joined {
-        /// The model that made the prediction.
-        model: Arc<str>,
-        /// Classifiers: whether the predicted class was the label.
-        correct: Option<bool>,
-        /// Regressors: `|prediction − value|`.
-        absolute_error: Option<f64>,
-    },
-    /// No model knows the id (never seen, not yet processed, or forgotten).
-    Unknown,
-    /// The prediction waited longer than `feedback.ttl`.
-    Expired(Arc<str>),
-    /// The prediction was evicted from a full store.
-    Evicted(Arc<str>),
-    /// Feedback was already joined to this prediction.
-    Duplicate(Arc<str>),
-    /// The item is not a feedback object.
-    Malformed(String),
-    /// The item does not fit the prediction (label vs value, bad label).
-    Mismatch {
-        /// The model that made the prediction.
-        model: Arc<str>,
-        /// Stable error kind.
-        kind: &'static str,
-        /// What is wrong, in a sentence.
-        message: String,
-    },
-}
 
 /// One model's feedback side: its join store, its quality detectors and
 /// the values published from them.
@@ -131,7 +81,9 @@ pub struct ModelFeedback {
     warning: AtomicBool,
     /// Milliseconds since the epoch of DDM's last drift, 0 before any.
     last_drift_ms: AtomicU64,
+    /// Predictions awaiting feedback, published after each change.
     pending: AtomicU64,
+    /// Items attributed to this model, by [`RESULTS`].
     results: [AtomicU64; RESULTS.len()],
 }
 
@@ -150,108 +102,6 @@ pub struct FeedbackHub {
     /// Results of items that matched no model (`model="unknown"`).
     unattributed: [AtomicU64; RESULTS.len()],
     clock: Clock,
-}
-
-/// The feedback metrics, encoded at scrape time.
-#[derive(Debug, Clone)]
-pub struct FeedbackMetrics(pub Arc<FeedbackHub>);
-
-// === impl Outcome ===
-
-impl Outcome {
-    /// The `result` label.
-    pub fn result(&self) -> &'static str {
-        match self {
-            Outcome::Joined { .. } => "joined",
-            Outcome::Unknown => "unknown",
-            Outcome::Expired(_) | Outcome::Evicted(_) => "expired",
-            Outcome::Malformed(_) | Outcome::Mismatch { .. } => "invalid",
-            Outcome::Duplicate(_) => "duplicate",
-        }
-    }
-
-    /// The HTTP status a single-item request answers with.
-    pub fn status(&self) -> u16 {
-        match self {
-            Outcome::Joined { .. } => 200,
-            Outcome::Malformed(_) => 400,
-            Outcome::Unknown => 404,
-            Outcome::Duplicate(_) => 409,
-            Outcome::Expired(_) | Outcome::Evicted(_) => 410,
-            Outcome::Mismatch { .. } => 422,
-        }
-    }
-
-    /// The model it was attributed to, if any.
-    pub fn model(&self) -> Option<&Arc<str>> {
-        match self {
-            Outcome::Joined { model, .. }
-            | Outcome::Expired(model)
-            | Outcome::Evicted(model)
-            | Outcome::Duplicate(model)
-            | Outcome::Mismatch { model, .. } => Some(model),
-            Outcome::Unknown | Outcome::Malformed(_) => None,
-        }
-    }
-
-    /// The item's JSON answer: the join, or the error shape of DESIGN §12
-    /// (`error`, `kind`) with the result and the item's key.
-    pub fn to_json(&self, key: Option<&Key>) -> Value {
-        let mut body = match self {
-            Outcome::Joined {
-                model,
-                correct,
-                absolute_error,
-            } => {
-                let mut body = json!({ "model": &**model });
-                if let Some(correct) = correct {
-                    body["correct"] = json!(correct);
-                }
-                if let Some(error) = absolute_error {
-                    body["absolute_error"] = json!(error);
-                }
-                body
-            }
-            _ => {
-                let (kind, error) = self.error();
-                let mut body = json!({ "error": error, "kind": kind });
-                if let Some(model) = self.model() {
-                    body["model"] = json!(&**model);
-                }
-                body
-            }
-        };
-        body["result"] = json!(self.result());
-        if let Some(key) = key {
-            body["request_id"] = json!(&*key.request_id);
-            body["row"] = json!(key.row);
-        }
-        body
-    }
-
-    fn error(&self) -> (&'static str, String) {
-        match self {
-            Outcome::Joined { .. } => ("", String::new()),
-            Outcome::Unknown => (
-                "unknown_request_id",
-                "no prediction with this request id and row is awaiting feedback (never seen, not processed yet, or forgotten)".into(),
-            ),
-            Outcome::Expired(_) => (
-                "feedback_expired",
-                "the prediction waited longer than feedback.ttl and was dropped".into(),
-            ),
-            Outcome::Evicted(_) => (
-                "feedback_evicted",
-                "the prediction was dropped to keep within feedback.capacity before feedback arrived".into(),
-            ),
-            Outcome::Duplicate(_) => (
-                "duplicate_feedback",
-                "feedback for this prediction was already joined; the first one stands".into(),
-            ),
-            Outcome::Malformed(message) => ("malformed_feedback", message.clone()),
-            Outcome::Mismatch { kind, message, .. } => (kind, message.clone()),
-        }
-    }
 }
 
 // === impl ModelFeedback ===
@@ -326,7 +176,7 @@ impl ModelFeedback {
         Some(match lookup {
             Lookup::Found(predicted, _) => self.score(predicted, &item.truth, now),
             Lookup::Refused(predicted) => Outcome::Mismatch {
-                message: mismatch(&model, predicted, &item.truth),
+                message: item::mismatch(&model, predicted, &item.truth),
                 kind: match item.truth {
                     Truth::NotAClass(_) => "invalid_label",
                     _ => "feedback_kind_mismatch",
@@ -565,86 +415,6 @@ impl FeedbackHub {
     }
 }
 
-/// Parses one feedback object.
-pub fn parse_item(value: &Value) -> Result<Item, String> {
-    let Value::Object(fields) = value else {
-        return Err("each feedback item must be an object {request_id, label | value}".into());
-    };
-    if let Some(other) = fields
-        .keys()
-        .find(|k| !matches!(k.as_str(), "request_id" | "row" | "label" | "value"))
-    {
-        return Err(format!(
-            "unknown field {other:?}; expected request_id, row, label or value"
-        ));
-    }
-    let request_id = match fields.get("request_id") {
-        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_REQUEST_ID => id,
-        Some(Value::String(_)) => {
-            return Err(format!(
-                "request_id must be 1 to {MAX_REQUEST_ID} characters"
-            ));
-        }
-        Some(_) => return Err("request_id must be a string".into()),
-        None => return Err("request_id is required".into()),
-    };
-    let row = match fields.get("row") {
-        None => 0,
-        Some(row) => row
-            .as_u64()
-            .and_then(|r| u32::try_from(r).ok())
-            .ok_or("row must be a non-negative integer")?,
-    };
-    let truth = match (fields.get("label"), fields.get("value")) {
-        (Some(_), Some(_)) => return Err("give either label or value, not both".into()),
-        (None, None) => {
-            return Err("label (classifiers) or value (regressors) is required".into());
-        }
-        (Some(label), None) => parse_label(label)?,
-        (None, Some(value)) => match value.as_f64() {
-            Some(x) if x.is_finite() => Truth::Value(x),
-            _ => return Err("value must be a finite number".into()),
-        },
-    };
-    Ok(Item {
-        key: Key {
-            request_id: Arc::from(request_id.as_str()),
-            row,
-        },
-        truth,
-    })
-}
-
-fn parse_label(label: &Value) -> Result<Truth, String> {
-    let class = |text: String| match text.trim().parse::<u32>() {
-        Ok(class) => Truth::Class(class),
-        Err(_) => Truth::NotAClass(text),
-    };
-    match label {
-        Value::Bool(b) => Ok(Truth::Class(u32::from(*b))),
-        Value::Number(n) => Ok(match n.as_u64().and_then(|x| u32::try_from(x).ok()) {
-            Some(class) => Truth::Class(class),
-            None => Truth::NotAClass(n.to_string()),
-        }),
-        Value::String(text) => Ok(class(text.clone())),
-        _ => Err("label must be a string, a number or a boolean".into()),
-    }
-}
-
-fn mismatch(model: &str, predicted: Predicted, truth: &Truth) -> String {
-    match (predicted, truth) {
-        (Predicted::Class(_), Truth::NotAClass(label)) => format!(
-            "label {label:?} is not a class index; model {model} predicts classes by index (0, 1, …)"
-        ),
-        (Predicted::Class(_), _) => {
-            format!("model {model} is a classifier: send a label (its class index), not a value")
-        }
-        (Predicted::Value(_), _) => {
-            format!("model {model} predicts a number: send a value, not a label")
-        }
-    }
-}
-
 fn results_json(counters: &[AtomicU64; RESULTS.len()]) -> Value {
     RESULTS
         .iter()
@@ -672,69 +442,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-// === impl FeedbackMetrics ===
-
-impl prometheus_client::collector::Collector for FeedbackMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let hub = &*self.0;
-        let m = |f: &ModelFeedback| ("model", f.name().to_string());
-        let unattributed = RESULTS.iter().map(|r| {
-            (
-                vec![("model", "unknown".to_owned()), ("result", (*r).to_owned())],
-                count(&hub.unattributed, r),
-            )
-        });
-        super::stats::counter(
-            &mut encoder,
-            "sidewatch_feedback",
-            "Ground-truth feedback items, by result (joined, unknown, expired, invalid, duplicate); model=\"unknown\" when no model matched.",
-            hub.models
-                .iter()
-                .flat_map(|f| {
-                    RESULTS
-                        .iter()
-                        .map(move |r| (vec![m(f), ("result", (*r).to_owned())], f.results(r)))
-                })
-                .chain(unattributed),
-        )?;
-        super::stats::gauge(
-            &mut encoder,
-            "sidewatch_feedback_accuracy",
-            "Share of correct predictions over the last feedback.window joined labels.",
-            hub.models
-                .iter()
-                .filter_map(|f| Some((vec![m(f)], f.accuracy()?))),
-        )?;
-        super::stats::gauge(
-            &mut encoder,
-            "sidewatch_feedback_mae",
-            "Mean absolute error over the last feedback.window joined regression values.",
-            hub.models
-                .iter()
-                .filter_map(|f| Some((vec![m(f)], f.mae()?))),
-        )?;
-        super::stats::gauge(
-            &mut encoder,
-            "sidewatch_feedback_pending",
-            "Predictions awaiting ground-truth feedback.",
-            hub.models
-                .iter()
-                .map(|f| (vec![m(f)], f.pending.load(Ordering::Relaxed) as f64)),
-        )?;
-        super::stats::gauge(
-            &mut encoder,
-            "sidewatch_concept_warning",
-            "1 while a concept-drift detector with a warning level (ddm) is in its warning zone.",
-            hub.models.iter().map(|f| {
-                (
-                    vec![m(f), ("detector", CONCEPT_DETECTORS[DDM].to_owned())],
-                    if f.ddm().warning { 1.0 } else { 0.0 },
-                )
-            }),
-        )
-    }
 }
 
 #[cfg(test)]

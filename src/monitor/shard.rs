@@ -20,11 +20,11 @@ use crate::window::{FeatureSpec, Window, WindowSpec};
 
 use super::evaluate::{Multivariate, evaluate};
 use super::feedback::{DDM, ModelFeedback};
-use super::report::{ConceptState, FlagReason, FlaggedObservation, ModelDrift};
+use super::report::{ConceptState, FlaggedObservation, ModelDrift};
 use super::stats::RECENT_ANOMALIES;
 use super::stats::{FeatureLayout, ModelStats};
 use super::validate::{self, Violation};
-use super::verdict::{DriftSummary, Subscribers, ViolationReport};
+use super::verdict::{DriftSummary, Subscribers, flag_reasons};
 
 /// The time source; tests pass a fake one.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -375,35 +375,22 @@ impl Shard {
     /// Builds the current observation's verdict and hands it to the
     /// subscribers (only called while someone subscribes).
     fn hand_on(&self, observation: &Observation, extra: usize) {
-        let Some(subscribers) = &self.subscribers else {
-            return;
-        };
-        let name = |f: usize| self.names.get(f).cloned().unwrap_or_default();
-        let extra = (self.validate == Validate::Observe).then_some(extra);
-        let violations = self
-            .violations
-            .iter()
-            .map(|&(f, v)| ViolationReport {
-                feature: name(f),
-                kind: v.as_str(),
-            })
-            // Inputs the model does not declare have no feature name.
-            .chain((0..extra.unwrap_or(0)).map(|_| ViolationReport {
-                feature: String::new(),
-                kind: Violation::Extra.as_str(),
-            }))
-            .collect();
-        subscribers.publish(super::Verdict {
-            request_id: observation.request_id.clone(),
-            row: observation.row,
-            model: self.stats.name.clone(),
-            version: observation.version.clone(),
-            time: observation.time,
-            prediction: observation.prediction.clone(),
-            anomalies: flag_reasons(&self.verdict, &self.names),
-            violations,
-            drift: self.drift_summary.clone(),
-        });
+        if let Some(subscribers) = &self.subscribers {
+            let extra = if self.validate == Validate::Observe {
+                extra
+            } else {
+                0
+            };
+            subscribers.publish(super::Verdict::new(
+                observation,
+                &self.stats.name,
+                &self.names,
+                &self.verdict,
+                &self.violations,
+                extra,
+                &self.drift_summary,
+            ));
+        }
     }
 
     fn freeze_names(&mut self, names: Vec<String>) {
@@ -513,24 +500,6 @@ impl Shard {
         }
         self.baseline = baseline;
     }
-}
-
-/// An anomaly verdict's reasons, with features by name.
-fn flag_reasons(verdict: &anomaly::Verdict, names: &[String]) -> Vec<FlagReason> {
-    verdict
-        .reasons
-        .iter()
-        .map(|r| FlagReason {
-            detector: r.detector.label(),
-            features: r
-                .features
-                .iter()
-                .filter_map(|&f| names.get(f).cloned())
-                .collect(),
-            score: r.score,
-            threshold: r.threshold,
-        })
-        .collect()
 }
 
 /// Builds the learning state for a model.

@@ -16,7 +16,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use prometheus_client::encoding::DescriptorEncoder;
 
 use super::report::{ConceptState, FlagReason, ModelDrift};
-use crate::observation::Prediction;
+use super::validate::Violation;
+use crate::detect::anomaly;
+use crate::observation::{Observation, Prediction};
 
 /// The verdict on one observation (one row of one request).
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +46,8 @@ pub struct Verdict {
 /// One validation problem of one input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViolationReport {
-    /// The feature, by name.
+    /// The feature, by name (empty for an input the model does not
+    /// declare).
     pub feature: String,
     /// `missing`, `extra`, `wrong_type`, `non_finite`, `out_of_range` or
     /// `unknown_category`.
@@ -80,6 +83,66 @@ pub struct Subscribers {
 /// `sidewatch_verdicts_dropped_total`, encoded at scrape time.
 #[derive(Debug, Clone)]
 pub struct VerdictMetrics(pub Arc<Subscribers>);
+
+// === impl Verdict ===
+
+impl Verdict {
+    /// The verdict on `observation` of `model`: its anomaly reasons and
+    /// validation violations (features by index into `names`), `extra`
+    /// undeclared inputs, and the model's drift state.
+    pub fn new(
+        observation: &Observation,
+        model: &Arc<str>,
+        names: &[String],
+        anomaly: &anomaly::Verdict,
+        violations: &[(usize, Violation)],
+        extra: usize,
+        drift: &Arc<DriftSummary>,
+    ) -> Verdict {
+        let name = |f: usize| names.get(f).cloned().unwrap_or_default();
+        let violations = violations
+            .iter()
+            .map(|&(f, v)| ViolationReport {
+                feature: name(f),
+                kind: v.as_str(),
+            })
+            // Inputs the model does not declare have no feature name.
+            .chain((0..extra).map(|_| ViolationReport {
+                feature: String::new(),
+                kind: Violation::Extra.as_str(),
+            }))
+            .collect();
+        Verdict {
+            request_id: observation.request_id.clone(),
+            row: observation.row,
+            model: model.clone(),
+            version: observation.version.clone(),
+            time: observation.time,
+            prediction: observation.prediction.clone(),
+            anomalies: flag_reasons(anomaly, names),
+            violations,
+            drift: drift.clone(),
+        }
+    }
+}
+
+/// An anomaly verdict's reasons, with features by name.
+pub fn flag_reasons(verdict: &anomaly::Verdict, names: &[String]) -> Vec<FlagReason> {
+    verdict
+        .reasons
+        .iter()
+        .map(|r| FlagReason {
+            detector: r.detector.label(),
+            features: r
+                .features
+                .iter()
+                .filter_map(|&f| names.get(f).cloned())
+                .collect(),
+            score: r.score,
+            threshold: r.threshold,
+        })
+        .collect()
+}
 
 // === impl DriftSummary ===
 

@@ -2,6 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::*;
+use crate::monitor::stats::CONCEPT_DETECTORS;
 use crate::observation::{FeatureValue, Prediction};
 
 const T0: SystemTime = SystemTime::UNIX_EPOCH;
