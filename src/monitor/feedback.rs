@@ -144,11 +144,12 @@ impl ModelFeedback {
                 Some(store) => store,
                 None => store.insert(lock(&self.store)),
             };
-            let key = Key {
-                request_id: observation.request_id.clone(),
-                row: observation.row,
-            };
-            store.record(key, observation.time, predicted);
+            store.record(
+                &observation.request_id,
+                observation.row,
+                observation.time,
+                predicted,
+            );
             latest = latest.max(Some(observation.time));
         }
         if let (Some(mut store), Some(now)) = (store, latest) {

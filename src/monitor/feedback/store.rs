@@ -1,20 +1,29 @@
 //! The join store of one model: the predictions awaiting their ground
 //! truth, keyed by request id and row, with bounded memory.
 //!
-//! Pending predictions live in a map and, in arrival order, in a queue.
-//! They leave it three ways: feedback joins them, `feedback.ttl` expires
-//! them, or a full store (`feedback.capacity`) evicts the oldest. Each way
-//! is remembered in a second bounded map, so that a later feedback for the
-//! same id is answered 409 (already joined) or 410 (expired, evicted)
-//! rather than 404, for as long as that memory holds it (the latest
-//! `feedback.capacity` settled ids).
+//! Pending predictions leave three ways: feedback joins them,
+//! `feedback.ttl` expires them, or a full store (`feedback.capacity`)
+//! evicts the oldest. The way each left is remembered, so that a later
+//! feedback for the same id is answered 409 (already joined) or 410
+//! (expired, evicted) rather than 404, for as long as that memory holds it
+//! (the latest `feedback.capacity` settled predictions).
 //!
-//! Joined and re-recorded entries leave stale positions in the queues;
-//! each position carries the sequence number of the entry it was made for,
-//! so stale ones are skipped, and a queue that grows past twice the
-//! capacity is compacted (amortised O(1) per entry).
+//! The shard records every prediction, so the layout is chosen for its
+//! path. Entries are keyed by a 64-bit fingerprint of (request id, row),
+//! SipHash with a per-store random key, not by the id itself: the strings
+//! are neither kept alive nor read again when an entry ages out, which
+//! keeps a record at one hash and about three cache misses once the store
+//! is larger than the CPU's caches. Two ids sharing a fingerprint (odds
+//! about `n / 2⁶⁴` per lookup, and not steerable without the key) would
+//! have one's feedback joined to the other. Pending and settled entries
+//! share one map, so settling one changes its state in place; two queues
+//! of `(fingerprint, sequence)` keep arrival and settling order. Positions
+//! whose entry has since changed carry an old sequence number and are
+//! skipped; a queue past twice the capacity is compacted (amortised O(1)).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -51,7 +60,7 @@ pub enum Settled {
 /// The answer of [`JoinStore::take`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Lookup {
-    /// The prediction, now removed from the store, and when it was made.
+    /// The prediction, now joined, and when it was made.
     Found(Predicted, SystemTime),
     /// The prediction is pending but `accept` refused it; it stays.
     Refused(Predicted),
@@ -63,26 +72,58 @@ pub enum Lookup {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// Changes whenever the entry does, so queue positions can tell
+    /// whether they still describe it.
     seq: u64,
-    at: SystemTime,
+    /// Milliseconds since the epoch when the prediction was made.
+    at_ms: u64,
     predicted: Predicted,
+    /// `None` while pending.
+    settled: Option<Settled>,
 }
 
-/// Pending predictions and recently settled ids of one model.
+/// A hasher for keys that already are uniformly random 64-bit values.
+#[derive(Debug, Default)]
+struct Fingerprint(u64);
+
+type Entries = HashMap<u64, Entry, BuildHasherDefault<Fingerprint>>;
+
+/// Pending predictions and recently settled ones of one model.
 #[derive(Debug)]
 pub struct JoinStore {
-    ttl: Duration,
+    ttl_ms: u64,
     capacity: usize,
-    pending: HashMap<Key, Entry>,
-    /// Pending keys in arrival order, with their sequence numbers.
-    order: VecDeque<(u64, Key)>,
-    settled: HashMap<Key, (u64, Settled)>,
-    /// Settled keys, oldest first.
-    settled_order: VecDeque<(u64, Key)>,
+    keys: RandomState,
+    entries: Entries,
+    /// Pending entries in arrival order.
+    arrivals: VecDeque<(u64, u64)>,
+    /// Settled entries in settling order.
+    departures: VecDeque<(u64, u64)>,
+    pending: usize,
+    settled: usize,
     next_seq: u64,
     /// Entries expired and evicted so far.
     expired: u64,
     evicted: u64,
+}
+
+// === impl Fingerprint ===
+
+impl Hasher for Fingerprint {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; this keeps other callers correct.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 // === impl JoinStore ===
@@ -92,12 +133,14 @@ impl JoinStore {
     /// `ttl` each.
     pub fn new(ttl: Duration, capacity: usize) -> JoinStore {
         JoinStore {
-            ttl,
+            ttl_ms: ttl.as_millis().try_into().unwrap_or(u64::MAX),
             capacity: capacity.max(1),
-            pending: HashMap::new(),
-            order: VecDeque::new(),
-            settled: HashMap::new(),
-            settled_order: VecDeque::new(),
+            keys: RandomState::new(),
+            entries: Entries::default(),
+            arrivals: VecDeque::new(),
+            departures: VecDeque::new(),
+            pending: 0,
+            settled: 0,
             next_seq: 0,
             expired: 0,
             evicted: 0,
@@ -106,7 +149,7 @@ impl JoinStore {
 
     /// Predictions awaiting feedback.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending
     }
 
     /// Predictions expired and evicted since start.
@@ -114,48 +157,76 @@ impl JoinStore {
         (self.expired, self.evicted)
     }
 
+    fn fingerprint(&self, request_id: &str, row: u32) -> u64 {
+        let mut hasher = self.keys.build_hasher();
+        hasher.write(request_id.as_bytes());
+        hasher.write_u32(row);
+        hasher.finish()
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
     /// Records a prediction made at `at`. A key recorded again (a client
     /// reusing its request id) replaces the earlier prediction.
-    pub fn record(&mut self, key: Key, at: SystemTime, predicted: Predicted) {
-        if !self.pending.contains_key(&key) {
-            while self.pending.len() >= self.capacity {
-                if !self.evict_oldest() {
-                    break;
-                }
+    pub fn record(&mut self, request_id: &str, row: u32, at: SystemTime, predicted: Predicted) {
+        let fingerprint = self.fingerprint(request_id, row);
+        let pending = match self.entries.get(&fingerprint) {
+            Some(entry) if entry.settled.is_none() => true,
+            Some(_) => {
+                // Settled before: it starts over as a new prediction.
+                self.entries.remove(&fingerprint);
+                self.settled -= 1;
+                false
             }
+            None => false,
+        };
+        if !pending {
+            while self.pending >= self.capacity && self.evict_oldest() {}
+            self.pending += 1;
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.settled.remove(&key);
-        self.order.push_back((seq, key.clone()));
-        self.pending.insert(key, Entry { seq, at, predicted });
-        if self.order.len() > 2 * self.capacity {
-            let pending = &self.pending;
-            self.order
-                .retain(|(seq, key)| pending.get(key).is_some_and(|e| e.seq == *seq));
+        let seq = self.seq();
+        self.entries.insert(
+            fingerprint,
+            Entry {
+                seq,
+                at_ms: unix_ms(at),
+                predicted,
+                settled: None,
+            },
+        );
+        self.arrivals.push_back((fingerprint, seq));
+        if self.arrivals.len() > 2 * self.capacity {
+            let entries = &self.entries;
+            self.arrivals
+                .retain(|(f, seq)| entries.get(f).is_some_and(|e| e.seq == *seq));
         }
     }
 
     /// Expires every prediction made more than `ttl` before `now`.
     pub fn expire(&mut self, now: SystemTime) {
-        while let Some((seq, key)) = self.order.front() {
-            match self.pending.get(key) {
-                Some(entry) if entry.seq == *seq => {
-                    if !self.is_expired(entry.at, now) {
+        let now_ms = unix_ms(now);
+        while let Some(&(fingerprint, seq)) = self.arrivals.front() {
+            match self.entries.get(&fingerprint) {
+                Some(entry) if entry.seq == seq => {
+                    if !self.is_expired(entry.at_ms, now_ms) {
                         return;
                     }
+                    self.arrivals.pop_front();
                     self.expired += 1;
-                    self.settle_front(Settled::Expired);
+                    self.settle(fingerprint, Settled::Expired);
                 }
                 _ => {
-                    self.order.pop_front();
+                    self.arrivals.pop_front();
                 }
             }
         }
     }
 
     /// Looks `key` up as of `now`. A pending prediction that `accept`
-    /// approves is removed and remembered as joined.
+    /// approves is settled as joined.
     pub fn take(
         &mut self,
         key: &Key,
@@ -163,72 +234,82 @@ impl JoinStore {
         accept: impl FnOnce(Predicted) -> bool,
     ) -> Lookup {
         self.expire(now);
-        match self.pending.get(key).copied() {
+        let fingerprint = self.fingerprint(&key.request_id, key.row);
+        let Some(entry) = self.entries.get(&fingerprint).copied() else {
+            return Lookup::Unknown;
+        };
+        match entry.settled {
+            Some(settled) => Lookup::Settled(settled),
             // Arrival order and time may disagree a little (several mirror
             // workers): an entry behind a younger one expires here.
-            Some(entry) if self.is_expired(entry.at, now) => {
+            None if self.is_expired(entry.at_ms, unix_ms(now)) => {
                 self.expired += 1;
-                self.pending.remove(key);
-                self.remember(key.clone(), Settled::Expired);
+                self.settle(fingerprint, Settled::Expired);
                 Lookup::Settled(Settled::Expired)
             }
-            Some(entry) if accept(entry.predicted) => {
-                self.pending.remove(key);
-                self.remember(key.clone(), Settled::Joined);
-                Lookup::Found(entry.predicted, entry.at)
+            None if accept(entry.predicted) => {
+                self.settle(fingerprint, Settled::Joined);
+                Lookup::Found(
+                    entry.predicted,
+                    SystemTime::UNIX_EPOCH + Duration::from_millis(entry.at_ms),
+                )
             }
-            Some(entry) => Lookup::Refused(entry.predicted),
-            None => match self.settled.get(key) {
-                Some((_, settled)) => Lookup::Settled(*settled),
-                None => Lookup::Unknown,
-            },
+            None => Lookup::Refused(entry.predicted),
         }
     }
 
-    fn is_expired(&self, at: SystemTime, now: SystemTime) -> bool {
-        now.duration_since(at).is_ok_and(|age| age > self.ttl)
+    fn is_expired(&self, at_ms: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(at_ms) > self.ttl_ms
     }
 
     /// Evicts the oldest pending prediction; false when there is none.
     fn evict_oldest(&mut self) -> bool {
-        while let Some((seq, key)) = self.order.front() {
-            if self.pending.get(key).is_some_and(|e| e.seq == *seq) {
+        while let Some((fingerprint, seq)) = self.arrivals.pop_front() {
+            if self
+                .entries
+                .get(&fingerprint)
+                .is_some_and(|e| e.seq == seq && e.settled.is_none())
+            {
                 self.evicted += 1;
-                self.settle_front(Settled::Evicted);
+                self.settle(fingerprint, Settled::Evicted);
                 return true;
             }
-            self.order.pop_front();
         }
         false
     }
 
-    /// Moves the (live) front of the queue to the settled memory.
-    fn settle_front(&mut self, how: Settled) {
-        if let Some((_, key)) = self.order.pop_front() {
-            self.pending.remove(&key);
-            self.remember(key, how);
-        }
-    }
-
-    fn remember(&mut self, key: Key, how: Settled) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.settled_order.push_back((seq, key.clone()));
-        self.settled.insert(key, (seq, how));
-        while self.settled.len() > self.capacity {
-            let Some((seq, key)) = self.settled_order.pop_front() else {
+    /// Turns a pending entry into a settled one, forgetting the oldest
+    /// settled entries past the capacity.
+    fn settle(&mut self, fingerprint: u64, how: Settled) {
+        let seq = self.seq();
+        let Some(entry) = self.entries.get_mut(&fingerprint) else {
+            return;
+        };
+        entry.seq = seq;
+        entry.settled = Some(how);
+        self.pending -= 1;
+        self.settled += 1;
+        self.departures.push_back((fingerprint, seq));
+        while self.settled > self.capacity {
+            let Some((fingerprint, seq)) = self.departures.pop_front() else {
                 break;
             };
-            if self.settled.get(&key).is_some_and(|(s, _)| *s == seq) {
-                self.settled.remove(&key);
+            if self.entries.get(&fingerprint).is_some_and(|e| e.seq == seq) {
+                self.entries.remove(&fingerprint);
+                self.settled -= 1;
             }
         }
-        if self.settled_order.len() > 2 * self.capacity {
-            let settled = &self.settled;
-            self.settled_order
-                .retain(|(seq, key)| settled.get(key).is_some_and(|(s, _)| s == seq));
+        if self.departures.len() > 2 * self.capacity {
+            let entries = &self.entries;
+            self.departures
+                .retain(|(f, seq)| entries.get(f).is_some_and(|e| e.seq == *seq));
         }
     }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -255,7 +336,8 @@ mod tests {
     #[test]
     fn joins_once_then_remembers_the_join() {
         let mut store = JoinStore::new(Duration::from_secs(60), 10);
-        store.record(key("a"), at(0), Predicted::Class(2));
+        store.record("a", 0, at(0), Predicted::Class(2));
+        assert_eq!(store.pending(), 1);
         assert_eq!(
             store.take(&key("a"), at(1), any),
             Lookup::Found(Predicted::Class(2), at(0))
@@ -272,11 +354,7 @@ mod tests {
     fn rows_of_one_request_are_separate_predictions() {
         let mut store = JoinStore::new(Duration::from_secs(60), 10);
         for row in 0..3 {
-            let key = Key {
-                request_id: Arc::from("r"),
-                row,
-            };
-            store.record(key, at(0), Predicted::Value(f64::from(row)));
+            store.record("r", row, at(0), Predicted::Value(f64::from(row)));
         }
         let row2 = Key {
             request_id: Arc::from("r"),
@@ -292,8 +370,8 @@ mod tests {
     #[test]
     fn past_the_ttl_a_prediction_is_expired_not_unknown() {
         let mut store = JoinStore::new(Duration::from_secs(10), 10);
-        store.record(key("old"), at(0), Predicted::Class(0));
-        store.record(key("new"), at(8), Predicted::Class(1));
+        store.record("old", 0, at(0), Predicted::Class(0));
+        store.record("new", 0, at(8), Predicted::Class(1));
         assert_eq!(
             store.take(&key("old"), at(11), any),
             Lookup::Settled(Settled::Expired)
@@ -304,7 +382,7 @@ mod tests {
             Lookup::Found(..)
         ));
         // At exactly the TTL it is still joinable.
-        store.record(key("edge"), at(20), Predicted::Class(0));
+        store.record("edge", 0, at(20), Predicted::Class(0));
         assert!(matches!(
             store.take(&key("edge"), at(30), any),
             Lookup::Found(..)
@@ -315,19 +393,20 @@ mod tests {
     #[test]
     fn an_out_of_order_entry_expires_at_lookup() {
         let mut store = JoinStore::new(Duration::from_secs(10), 10);
-        store.record(key("young"), at(9), Predicted::Class(0));
-        store.record(key("late"), at(0), Predicted::Class(0));
+        store.record("young", 0, at(9), Predicted::Class(0));
+        store.record("late", 0, at(0), Predicted::Class(0));
         assert_eq!(
             store.take(&key("late"), at(12), any),
             Lookup::Settled(Settled::Expired)
         );
+        assert_eq!(store.pending(), 1);
     }
 
     #[test]
     fn a_full_store_evicts_the_oldest_first() {
         let mut store = JoinStore::new(Duration::from_secs(600), 3);
         for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
-            store.record(key(id), at(i as u64), Predicted::Class(0));
+            store.record(id, 0, at(i as u64), Predicted::Class(0));
         }
         assert_eq!(store.pending(), 3);
         assert_eq!(
@@ -346,14 +425,14 @@ mod tests {
     #[test]
     fn joined_entries_free_their_place() {
         let mut store = JoinStore::new(Duration::from_secs(600), 2);
-        store.record(key("a"), at(0), Predicted::Class(0));
-        store.record(key("b"), at(1), Predicted::Class(0));
+        store.record("a", 0, at(0), Predicted::Class(0));
+        store.record("b", 0, at(1), Predicted::Class(0));
         assert!(matches!(
             store.take(&key("a"), at(2), any),
             Lookup::Found(..)
         ));
         // Room for c without evicting b.
-        store.record(key("c"), at(3), Predicted::Class(0));
+        store.record("c", 0, at(3), Predicted::Class(0));
         assert!(matches!(
             store.take(&key("b"), at(4), any),
             Lookup::Found(..)
@@ -364,7 +443,7 @@ mod tests {
     #[test]
     fn refused_feedback_leaves_the_prediction_pending() {
         let mut store = JoinStore::new(Duration::from_secs(600), 2);
-        store.record(key("a"), at(0), Predicted::Value(1.5));
+        store.record("a", 0, at(0), Predicted::Value(1.5));
         assert_eq!(
             store.take(&key("a"), at(1), |_| false),
             Lookup::Refused(Predicted::Value(1.5))
@@ -378,12 +457,18 @@ mod tests {
     #[test]
     fn a_reused_request_id_is_pending_again() {
         let mut store = JoinStore::new(Duration::from_secs(600), 4);
-        store.record(key("a"), at(0), Predicted::Class(0));
+        store.record("a", 0, at(0), Predicted::Class(0));
+        store.record("a", 0, at(1), Predicted::Class(3));
+        assert_eq!(
+            store.pending(),
+            1,
+            "the later prediction replaces the first"
+        );
         assert!(matches!(
             store.take(&key("a"), at(1), any),
             Lookup::Found(..)
         ));
-        store.record(key("a"), at(2), Predicted::Class(1));
+        store.record("a", 0, at(2), Predicted::Class(1));
         assert_eq!(
             store.take(&key("a"), at(3), any),
             Lookup::Found(Predicted::Class(1), at(2))
@@ -396,14 +481,19 @@ mod tests {
         let mut store = JoinStore::new(Duration::from_secs(5), capacity);
         for i in 0..100_000u64 {
             let id = format!("r{i}");
-            store.record(key(&id), at(i / 100), Predicted::Class(0));
+            store.record(&id, 0, at(i / 100), Predicted::Class(0));
             if i % 3 == 0 {
                 store.take(&key(&id), at(i / 100), any);
             }
-            assert!(store.pending.len() <= capacity);
-            assert!(store.order.len() <= 2 * capacity + 1);
-            assert!(store.settled.len() <= capacity);
-            assert!(store.settled_order.len() <= 2 * capacity + 1);
+            if i % 7 == 0 {
+                // A reused id.
+                store.record("again", 0, at(i / 100), Predicted::Class(0));
+            }
+            assert!(store.pending <= capacity);
+            assert!(store.settled <= capacity);
+            assert_eq!(store.entries.len(), store.pending + store.settled);
+            assert!(store.arrivals.len() <= 2 * capacity + 1);
+            assert!(store.departures.len() <= 2 * capacity + 1);
         }
         // Long forgotten: unknown, not expired.
         assert_eq!(store.take(&key("r0"), at(1000), any), Lookup::Unknown);
