@@ -23,7 +23,7 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterio
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use http_body::{Body, Frame};
 use http_body_util::{Either, Full, StreamBody};
-use sidewatch::mirror::{self, Discard, MirrorSender, RequestHead, ResponseHead};
+use sidewatch::mirror::{self, Discard, HeaderCopy, MirrorSender, RequestHead, ResponseHead};
 use sidewatch::proxy::limit::BodyLimit;
 use sidewatch::proxy::tee::{Capture, ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
 use sidewatch::telemetry::ProxyStats;
@@ -94,12 +94,12 @@ impl Fixture {
     }
 
     /// Opens an exchange as the handler does, head clone included.
-    fn cell(&self, sink: &MirrorSender) -> Arc<ExchangeCell> {
+    fn cell(&self, sink: &Arc<MirrorSender>) -> Arc<ExchangeCell> {
         let head = RequestHead {
             method: Method::POST,
             uri: Uri::from_static("/v2/models/bench/infer"),
             version: Version::HTTP_11,
-            headers: self.request_headers.clone(),
+            headers: HeaderCopy::copy_from(&self.request_headers),
         };
         let id = "0f6c2b1e-3d4a-4c5b-8e9f-a0b1c2d3e4f5".to_owned();
         Arc::new(ExchangeCell::new(
@@ -146,7 +146,7 @@ impl Fixture {
         let tee = cell.map(|cell| {
             let head = ResponseHead {
                 status: StatusCode::OK,
-                headers: self.response_headers.clone(),
+                headers: HeaderCopy::copy_from(&self.response_headers),
             };
             (MAX_PAYLOAD, cell, head)
         });
@@ -174,8 +174,9 @@ where
 
 /// Runs `f` with a mirror whose worker discards, then reports what it saw,
 /// so a queue that overflowed (and made tee-on cheaper) is not hidden.
-fn with_mirror(name: &str, f: impl FnOnce(&MirrorSender)) {
+fn with_mirror(name: &str, f: impl FnOnce(&Arc<MirrorSender>)) {
     let (sink, workers) = mirror::start(65_536, vec![Box::new(Discard)]);
+    let sink = Arc::new(sink);
     f(&sink);
     let stats = sink.stats().clone();
     drop(sink);
@@ -246,7 +247,7 @@ fn exchange(c: &mut Criterion) {
     let mut group = c.benchmark_group("exchange");
     group.throughput(Throughput::Elements(1));
     let run =
-        |group: &mut BenchmarkGroup<'_, WallTime>, name: &str, sink: Option<&MirrorSender>| {
+        |group: &mut BenchmarkGroup<'_, WallTime>, name: &str, sink: Option<&Arc<MirrorSender>>| {
             group.bench_function(name, |b| {
                 b.iter(|| {
                     let cell = sink.map(|s| fx.cell(s));
@@ -263,6 +264,7 @@ fn exchange(c: &mut Criterion) {
     // No worker: the queue fills and every exchange is dropped (and freed)
     // on this thread. The gap to "tee on" is the hand-off to another thread.
     let (sink, _workers) = mirror::start(1, Vec::new());
+    let sink = Arc::new(sink);
     run(&mut group, "1KiB POST tee on, freed here", Some(&sink));
     group.finish();
 }

@@ -11,6 +11,12 @@ use sidewatch::baseline::{self, BuildOptions, source::SourceOptions};
 use sidewatch::config::{Config, ConfigError, Overrides};
 use sidewatch::{Sidecar, telemetry};
 
+// The tee hands every exchange from the proxy threads to the mirror thread,
+// which frees it: glibc's arenas serialise such cross-thread frees on a
+// lock, mimalloc returns them to the owning thread's heap without one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sidewatch",

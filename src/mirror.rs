@@ -9,6 +9,7 @@
 //! one exchange, which is counted; the worker carries on.
 
 mod exchange;
+mod headers;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 pub use exchange::{BodyCopy, Exchange, RequestHead, ResponseHead, Timings};
+pub use headers::HeaderCopy;
 
 /// How long an idle worker sleeps between polls before parking.
 const POLL_INTERVAL: Duration = Duration::from_micros(500);

@@ -359,8 +359,7 @@ impl Consumer for MonitorConsumer {
                         let content_type = exchange
                             .request
                             .headers
-                            .get(http::header::CONTENT_TYPE)
-                            .and_then(|v| v.to_str().ok());
+                            .get_str(http::header::CONTENT_TYPE.as_str());
                         protocol::detect(exchange.request.uri.path(), content_type)
                     })
                     .map_or("unknown", protocol_label);

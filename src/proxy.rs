@@ -29,7 +29,9 @@ pub struct Shared {
     limits: Limits,
     routes: route::Routes,
     stats: Arc<ProxyStats>,
-    mirror: Option<MirrorSender>,
+    /// This thread's own handle: cloning it per request touches no shared
+    /// counter, where cloning the sender itself would.
+    mirror: Option<Arc<MirrorSender>>,
     max_payload: usize,
 }
 
@@ -45,7 +47,7 @@ impl Shared {
             limits: config.limits.clone(),
             routes: route::Routes::new(&config.models),
             stats,
-            mirror,
+            mirror: mirror.map(Arc::new),
             max_payload: config.mirror.max_payload,
         }
     }

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version}
 use prost::Message;
 use serde_json::{Value, json};
 use sidewatch::config::Protocol;
-use sidewatch::mirror::{BodyCopy, Exchange, RequestHead, ResponseHead, Timings};
+use sidewatch::mirror::{BodyCopy, Exchange, HeaderCopy, RequestHead, ResponseHead, Timings};
 use sidewatch::observation::{FeatureValue, Prediction};
 use sidewatch::protocol::pb::{self, model_infer_request, model_infer_response};
 use sidewatch::protocol::{
@@ -74,15 +74,15 @@ impl Spec {
                 method: Method::POST,
                 uri: self.path.parse::<Uri>().expect("a valid path"),
                 version: Version::HTTP_11,
-                headers: self.request_headers.clone(),
+                headers: HeaderCopy::copy_from(&self.request_headers),
             },
             request_body: copy(self.request.clone()),
             response: self.status.map(|s| ResponseHead {
                 status: StatusCode::from_u16(s).expect("a valid status"),
-                headers: self.response_headers.clone(),
+                headers: HeaderCopy::copy_from(&self.response_headers),
             }),
             response_body: copy(self.response.clone()),
-            response_trailers: self.trailers.clone(),
+            response_trailers: self.trailers.as_ref().map(HeaderCopy::copy_from),
             timings: Timings {
                 received_at: received_at(),
                 received,

@@ -44,14 +44,20 @@ async fn exchanges_equal_what_was_sent_and_received() {
     assert_eq!(exchange.client.ip().to_string(), "127.0.0.1");
     assert_eq!(exchange.request.method, http::Method::POST);
     assert_eq!(exchange.request.uri.path(), "/v2/models/iris/infer");
-    assert_eq!(exchange.request.headers["content-type"], "application/json");
+    assert_eq!(
+        exchange.request.headers.get_str("content-type"),
+        Some("application/json")
+    );
     assert_eq!(exchange.request_body.bytes, body);
     assert_eq!(exchange.request_body.size, body.len() as u64);
     assert!(exchange.request_body.complete && !exchange.request_body.truncated);
 
     let response = exchange.response.as_ref().expect("response head");
     assert_eq!(response.status, 200);
-    assert_eq!(response.headers["content-type"], "application/json");
+    assert_eq!(
+        response.headers.get_str("content-type"),
+        Some("application/json")
+    );
     assert_eq!(exchange.response_body.bytes, response_body);
     assert!(exchange.response_body.complete && !exchange.response_body.truncated);
     assert_eq!(exchange.proxy_error, None);

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Uri, Version};
+
+use super::HeaderCopy;
 
 /// A copy of one proxied request/response pair.
 #[derive(Debug, Clone)]
@@ -26,7 +28,7 @@ pub struct Exchange {
     /// The response body, up to `mirror.max_payload`.
     pub response_body: BodyCopy,
     /// Response trailers (gRPC status lives here).
-    pub response_trailers: Option<HeaderMap>,
+    pub response_trailers: Option<HeaderCopy>,
     /// When each stage happened.
     pub timings: Timings,
     /// Set when the proxy answered itself instead of the upstream.
@@ -43,7 +45,7 @@ pub struct RequestHead {
     /// Protocol version the client spoke.
     pub version: Version,
     /// Headers as received.
-    pub headers: HeaderMap,
+    pub headers: HeaderCopy,
 }
 
 /// The status line and headers of a response.
@@ -52,7 +54,7 @@ pub struct ResponseHead {
     /// Status code.
     pub status: StatusCode,
     /// Headers as sent to the client.
-    pub headers: HeaderMap,
+    pub headers: HeaderCopy,
 }
 
 /// A body as copied by the tee.

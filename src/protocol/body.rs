@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use super::error::{DecodeError, Part};
-use crate::mirror::{BodyCopy, Exchange};
+use crate::mirror::{BodyCopy, Exchange, HeaderCopy};
 
 /// The request body, if it was copied whole.
 pub(crate) fn request(exchange: &Exchange) -> Result<&Bytes, DecodeError> {
@@ -62,8 +62,6 @@ pub(crate) fn json<T: DeserializeOwned>(part: Part, bytes: &[u8]) -> Result<T, D
 }
 
 /// The request's `content-type`, if it is readable.
-pub(crate) fn content_type(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+pub(crate) fn content_type(headers: &HeaderCopy) -> Option<&str> {
+    headers.get_str(http::header::CONTENT_TYPE.as_str())
 }

@@ -136,7 +136,7 @@ fn status_ok(exchange: &Exchange) -> bool {
                 .as_ref()
                 .and_then(|r| r.headers.get("grpc-status"))
         });
-    status.is_none_or(|s| s.as_bytes() == b"0")
+    status.is_none_or(|s| s == b"0")
 }
 
 fn protobuf(part: Part, error: prost::DecodeError) -> DecodeError {

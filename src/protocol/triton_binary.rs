@@ -6,9 +6,8 @@
 //! `"parameters": {"binary_data_size": K}` takes the next `K` bytes, in the
 //! order the tensors are listed (see [`raw`](super::raw) for the encoding).
 
-use http::HeaderMap;
-
 use super::error::{DecodeError, Part};
+use crate::mirror::HeaderCopy;
 
 /// The header that marks a binary body and gives its JSON part's length.
 pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -23,7 +22,7 @@ pub(crate) struct BinaryData<'a> {
 /// Splits a body into its JSON header and, for binary bodies, the tensor
 /// data that follows it.
 pub(crate) fn split<'a>(
-    headers: &HeaderMap,
+    headers: &HeaderCopy,
     body: &'a [u8],
     part: Part,
 ) -> Result<(&'a [u8], BinaryData<'a>), DecodeError> {
@@ -31,11 +30,15 @@ pub(crate) fn split<'a>(
         return Ok((body, BinaryData { rest: None, part }));
     };
     let bad = |detail: String| DecodeError::BadBinary { part, detail };
-    let length: usize = value
-        .to_str()
+    let length: usize = std::str::from_utf8(value)
         .ok()
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| bad(format!("{HEADER_LENGTH} is not a length: {value:?}")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "{HEADER_LENGTH} is not a length: {:?}",
+                String::from_utf8_lossy(value)
+            ))
+        })?;
     if length > body.len() {
         return Err(bad(format!(
             "{HEADER_LENGTH} is {length} but the body has {} bytes",
@@ -81,12 +84,12 @@ impl<'a> BinaryData<'a> {
 mod tests {
     use super::*;
 
-    fn headers(length: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
+    fn headers(length: &str) -> HeaderCopy {
+        let mut headers = http::HeaderMap::new();
         if let Ok(value) = length.parse() {
             headers.insert(HEADER_LENGTH, value);
         }
-        headers
+        HeaderCopy::copy_from(&headers)
     }
 
     #[test]
@@ -109,7 +112,8 @@ mod tests {
         assert_eq!(kind("3"), Err("bad_binary"));
         assert_eq!(kind("x"), Err("bad_binary"));
         assert_eq!(kind("2"), Ok(()));
-        let (_, mut plain) = split(&HeaderMap::new(), b"{}", Part::Request).expect("a JSON body");
+        let (_, mut plain) =
+            split(&HeaderCopy::default(), b"{}", Part::Request).expect("a JSON body");
         assert_eq!(plain.take("a", 0).map_err(|e| e.kind()), Err("bad_binary"));
     }
 }

@@ -18,7 +18,7 @@ use super::error::{BodyTooLarge, ProxyError};
 use super::headers;
 use super::limit::BodyLimit;
 use super::tee::{ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
-use crate::mirror::{RequestHead, ResponseHead};
+use crate::mirror::{HeaderCopy, RequestHead, ResponseHead};
 
 /// The body the proxy sends to clients: the upstream's, or its own error.
 pub type ProxyBody = ResponseTap<Either<Incoming, Full<Bytes>>>;
@@ -27,6 +27,7 @@ pub type ProxyBody = ResponseTap<Either<Incoming, Full<Bytes>>>;
 pub async fn handle(
     shared: Arc<Shared>,
     client: SocketAddr,
+    forwarded_for: headers::ForwardedFor,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let received = Instant::now();
@@ -47,7 +48,7 @@ pub async fn handle(
                 method: parts.method.clone(),
                 uri: parts.uri.clone(),
                 version: parts.version,
-                headers: parts.headers.clone(),
+                headers: HeaderCopy::copy_from(&parts.headers),
             },
             received,
         ))
@@ -82,7 +83,7 @@ pub async fn handle(
         parts.headers.insert(http::header::HOST, host);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::append_forwarded(&mut parts.headers, client.ip(), "http");
+    headers::append_forwarded(&mut parts.headers, &forwarded_for, "http");
 
     let tee = cell.clone().map(|c| (shared.max_payload, c));
     // Only gRPC goes over h2, where a refused body comes back as a bare
@@ -107,7 +108,7 @@ pub async fn handle(
             let tee = cell.map(|cell| {
                 let head = ResponseHead {
                     status: parts.status,
-                    headers: parts.headers.clone(),
+                    headers: HeaderCopy::copy_from(&parts.headers),
                 };
                 (shared.max_payload, cell, head)
             });
@@ -154,7 +155,7 @@ fn synthetic(
     let tee = cell.map(|cell| {
         let head = ResponseHead {
             status: parts.status,
-            headers: parts.headers.clone(),
+            headers: HeaderCopy::copy_from(&parts.headers),
         };
         (shared.max_payload, cell, head)
     });

@@ -115,19 +115,45 @@ fn write_hex(out: &mut [u8], bytes: &[u8]) {
 }
 
 /// Appends the client to `X-Forwarded-For` and the scheme to `X-Forwarded-Proto`.
-pub fn append_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
-    append_list(headers, &X_FORWARDED_FOR, &client.to_string());
-    append_list(headers, &X_FORWARDED_PROTO, proto);
+pub fn append_forwarded(headers: &mut HeaderMap, client: &ForwardedFor, proto: &'static str) {
+    append_list(headers, &X_FORWARDED_FOR, &client.0);
+    append_list(
+        headers,
+        &X_FORWARDED_PROTO,
+        &HeaderValue::from_static(proto),
+    );
 }
 
-fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
-    let value = match headers.get(name).map(HeaderValue::to_str) {
-        Some(Ok(existing)) if !existing.is_empty() => format!("{existing}, {item}"),
-        _ => item.to_owned(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(name.clone(), value);
+/// A client address formatted once per connection for `X-Forwarded-For`.
+#[derive(Debug, Clone)]
+pub struct ForwardedFor(HeaderValue);
+
+impl ForwardedFor {
+    /// Formats the client's address.
+    pub fn new(client: IpAddr) -> Self {
+        ForwardedFor(
+            HeaderValue::from_str(&client.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        )
     }
+}
+
+fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: &HeaderValue) {
+    let joined = match headers.get(name).map(HeaderValue::as_bytes) {
+        // The common case, no earlier proxy: the shared value, no allocation.
+        None | Some(b"") => item.clone(),
+        Some(existing) => {
+            let mut value = Vec::with_capacity(existing.len() + 2 + item.len());
+            value.extend_from_slice(existing);
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(item.as_bytes());
+            match HeaderValue::from_bytes(&value) {
+                Ok(value) => value,
+                Err(_) => return,
+            }
+        }
+    };
+    headers.insert(name.clone(), joined);
 }
 
 /// True when the request is gRPC (`application/grpc`, `+proto`, `+json`, …).
@@ -221,7 +247,11 @@ mod tests {
     fn forwarded_headers_are_appended() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        append_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "http");
+        append_forwarded(
+            &mut h,
+            &ForwardedFor::new("127.0.0.1".parse().expect("ip")),
+            "http",
+        );
         assert_eq!(
             h.get("x-forwarded-for").map(|v| v.as_bytes()),
             Some(&b"10.0.0.1, 127.0.0.1"[..])

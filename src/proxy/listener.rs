@@ -206,7 +206,9 @@ async fn serve_connection(
         }
     };
     let io = TokioIo::new(stream);
-    let service = service_fn(move |request| handle(shared.clone(), client, request));
+    let forwarded_for = super::headers::ForwardedFor::new(client.ip());
+    let service =
+        service_fn(move |request| handle(shared.clone(), client, forwarded_for.clone(), request));
     let result = if h2 {
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());

@@ -15,12 +15,13 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::limit::BodyLimit;
-use crate::mirror::{BodyCopy, Exchange, MirrorSender, RequestHead, ResponseHead, Timings};
+use crate::mirror::{
+    BodyCopy, Exchange, HeaderCopy, MirrorSender, RequestHead, ResponseHead, Timings,
+};
 use crate::telemetry::{LatencySample, ProxyStats};
 
 /// Errors crossing the body wrappers.
@@ -37,7 +38,7 @@ pub struct Capture {
 /// One exchange being assembled from its two halves.
 #[derive(Debug)]
 pub struct ExchangeCell {
-    sink: MirrorSender,
+    sink: Arc<MirrorSender>,
     request_id: String,
     client: std::net::SocketAddr,
     model: Option<Arc<str>>,
@@ -52,7 +53,7 @@ pub struct ExchangeCell {
 struct ResponseHalf {
     head: ResponseHead,
     body: BodyCopy,
-    trailers: Option<HeaderMap>,
+    trailers: Option<HeaderCopy>,
     upstream_sent: Option<Instant>,
     first_byte: Option<Instant>,
     first_body_byte: Option<Instant>,
@@ -108,7 +109,7 @@ struct ResponseTee {
     capture: Capture,
     first_body_byte: Option<Instant>,
     head: ResponseHead,
-    trailers: Option<HeaderMap>,
+    trailers: Option<HeaderCopy>,
     cell: Arc<ExchangeCell>,
 }
 
@@ -169,7 +170,7 @@ impl Capture {
 impl ExchangeCell {
     /// Opens an exchange for a request whose head just arrived.
     pub fn new(
-        sink: MirrorSender,
+        sink: Arc<MirrorSender>,
         request_id: String,
         client: std::net::SocketAddr,
         model: Option<Arc<str>>,
@@ -404,7 +405,7 @@ where
                 }
                 tee.capture.push(data);
             } else if let Some(trailers) = frame.trailers_ref() {
-                tee.trailers = Some(trailers.clone());
+                tee.trailers = Some(HeaderCopy::copy_from(trailers));
             }
         }
         if this.inner.is_end_stream() {

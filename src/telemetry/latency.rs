@@ -79,9 +79,19 @@ impl LatencyStats {
         }
     }
 
+    /// How many stripes there are.
+    pub fn stripe_count(&self) -> usize {
+        self.stripes.len()
+    }
+
+    /// The calling thread's stripe.
+    pub fn stripe_index(&self) -> usize {
+        STRIPE.with(|i| *i) % self.stripes.len()
+    }
+
     /// Records one request.
     pub fn record(&self, sample: LatencySample) {
-        let index = STRIPE.with(|i| *i) % self.stripes.len();
+        let index = self.stripe_index();
         // A poisoned stripe only means a panic elsewhere mid-record; the
         // counts are still usable, so keep recording into it.
         let mut stripe = match self.stripes[index].lock() {

@@ -33,8 +33,10 @@ pub enum UpstreamErrorKind {
 #[derive(Debug)]
 pub struct ProxyStats {
     models: Vec<Arc<str>>,
-    /// `requests[model * CODES + (code - 100)]`.
+    /// `requests[stripe * per_stripe + model * CODES + (code - 100)]`:
+    /// striped like the latencies so proxy threads never write one cache line.
     requests: Box<[AtomicU64]>,
+    per_stripe: usize,
     latency: LatencyStats,
     connections_open: AtomicI64,
     connections_rejected: AtomicU64,
@@ -49,13 +51,16 @@ impl ProxyStats {
     pub fn new(model_names: impl IntoIterator<Item = String>) -> Self {
         let mut models: Vec<Arc<str>> = model_names.into_iter().map(Arc::from).collect();
         models.push(Arc::from(UNKNOWN_MODEL));
-        let requests = (0..models.len() * CODES)
+        let latency = LatencyStats::new();
+        let per_stripe = models.len() * CODES;
+        let requests = (0..per_stripe * latency.stripe_count())
             .map(|_| AtomicU64::new(0))
             .collect();
         ProxyStats {
             models,
             requests,
-            latency: LatencyStats::new(),
+            per_stripe,
+            latency,
             connections_open: AtomicI64::new(0),
             connections_rejected: AtomicU64::new(0),
             upstream_errors: Default::default(),
@@ -73,7 +78,8 @@ impl ProxyStats {
         let model = model.min(self.unknown_model());
         let code =
             usize::from(status.clamp(FIRST_CODE, FIRST_CODE + CODES as u16 - 1) - FIRST_CODE);
-        self.requests[model * CODES + code].fetch_add(1, Ordering::Relaxed);
+        let stripe = self.latency.stripe_index() * self.per_stripe;
+        self.requests[stripe + model * CODES + code].fetch_add(1, Ordering::Relaxed);
         self.latency.record(sample);
     }
 
@@ -116,7 +122,17 @@ impl ProxyStats {
             return 0;
         };
         let code = usize::from(status.saturating_sub(FIRST_CODE)).min(CODES - 1);
-        self.requests[m * CODES + code].load(Ordering::Relaxed)
+        self.count(m * CODES + code)
+    }
+
+    /// One (model, code) counter summed over the stripes.
+    fn count(&self, index: usize) -> u64 {
+        self.requests
+            .iter()
+            .skip(index)
+            .step_by(self.per_stripe)
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Merged latency distributions.
@@ -151,7 +167,7 @@ impl Collector for ProxyStats {
             )?;
             for (m, model) in self.models.iter().enumerate() {
                 for code in 0..CODES {
-                    let n = self.requests[m * CODES + code].load(Ordering::Relaxed);
+                    let n = self.count(m * CODES + code);
                     if n == 0 {
                         continue;
                     }

@@ -1,0 +1,175 @@
+//! Header copies that own their bytes.
+//!
+//! Cloning a `HeaderMap` that hyper parsed shares hyper's read buffer: as
+//! long as the mirror holds the clone, hyper cannot reuse that buffer for the
+//! connection's next request and allocates another, which the mirror thread
+//! later frees. One flat copy per head avoids both.
+
+use std::fmt;
+
+use http::HeaderMap;
+
+/// Header names and values copied into one buffer, in the order sent.
+///
+/// Each entry is laid out as name length (u16 LE), value length (u32 LE),
+/// name bytes (lowercase, as `http` stores them), value bytes.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HeaderCopy {
+    buf: Box<[u8]>,
+}
+
+const ENTRY_HEADER: usize = 6;
+
+// === impl HeaderCopy ===
+
+impl HeaderCopy {
+    /// Copies every header of `map` with one allocation.
+    pub fn copy_from(map: &HeaderMap) -> Self {
+        let size: usize = map
+            .iter()
+            .map(|(name, value)| ENTRY_HEADER + name.as_str().len() + value.len())
+            .sum();
+        let mut buf = Vec::with_capacity(size);
+        for (name, value) in map {
+            let name = name.as_str().as_bytes();
+            let value = value.as_bytes();
+            // Header names and values are bounded far below these limits by
+            // every HTTP parser; saturate rather than corrupt the layout.
+            let name = &name[..name.len().min(usize::from(u16::MAX))];
+            let value = &value[..value.len().min(u32::MAX as usize)];
+            buf.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            buf.extend_from_slice(name);
+            buf.extend_from_slice(value);
+        }
+        HeaderCopy {
+            buf: buf.into_boxed_slice(),
+        }
+    }
+
+    /// Every (name, value) pair, repeated names included.
+    pub fn iter(&self) -> Entries<'_> {
+        Entries { rest: &self.buf }
+    }
+
+    /// The first value of the header called `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    /// The first value of `name`, if it is visible ASCII text.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+    }
+
+    /// True when there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Rebuilds a `HeaderMap`, skipping anything `http` would not accept.
+    pub fn to_header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in self.iter() {
+            if let (Ok(name), Ok(value)) = (
+                http::header::HeaderName::from_bytes(name.as_bytes()),
+                http::header::HeaderValue::from_bytes(value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+}
+
+impl From<&HeaderMap> for HeaderCopy {
+    fn from(map: &HeaderMap) -> Self {
+        HeaderCopy::copy_from(map)
+    }
+}
+
+impl fmt::Debug for HeaderCopy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.iter()
+                    .map(|(name, value)| (name, String::from_utf8_lossy(value))),
+            )
+            .finish()
+    }
+}
+
+/// Iterator over a [`HeaderCopy`].
+#[derive(Debug, Clone)]
+pub struct Entries<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (lengths, rest) = self.rest.split_at_checked(ENTRY_HEADER)?;
+        let name_len = usize::from(u16::from_le_bytes([lengths[0], lengths[1]]));
+        let value_len =
+            u32::from_le_bytes([lengths[2], lengths[3], lengths[4], lengths[5]]) as usize;
+        let (name, rest) = rest.split_at_checked(name_len)?;
+        let (value, rest) = rest.split_at_checked(value_len)?;
+        self.rest = rest;
+        // Built only from `HeaderName`s, which are ASCII.
+        Some((std::str::from_utf8(name).unwrap_or(""), value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{CONTENT_TYPE, HeaderValue};
+
+    #[test]
+    fn copies_every_header_in_order_with_repeats() {
+        let mut map = HeaderMap::new();
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        map.append("x-a", HeaderValue::from_static("1"));
+        map.append("x-a", HeaderValue::from_static("2"));
+        map.insert("x-empty", HeaderValue::from_static(""));
+        let copy = HeaderCopy::copy_from(&map);
+        let entries: Vec<_> = copy.iter().collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("content-type", &b"application/json"[..]),
+                ("x-a", &b"1"[..]),
+                ("x-a", &b"2"[..]),
+                ("x-empty", &b""[..]),
+            ]
+        );
+        assert_eq!(copy.get("Content-Type"), Some(&b"application/json"[..]));
+        assert_eq!(copy.get_str("x-a"), Some("1"));
+        assert_eq!(copy.get("missing"), None);
+        assert_eq!(copy.to_header_map(), map);
+    }
+
+    #[test]
+    fn non_text_values_are_bytes_not_str() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            "x-bin",
+            HeaderValue::from_bytes(&[0xff, b'a']).expect("obs-text is a valid value"),
+        );
+        let copy = HeaderCopy::copy_from(&map);
+        assert_eq!(copy.get("x-bin"), Some(&[0xff, b'a'][..]));
+        assert_eq!(copy.get_str("x-bin"), None);
+    }
+
+    #[test]
+    fn an_empty_map_copies_to_nothing() {
+        let copy = HeaderCopy::copy_from(&HeaderMap::new());
+        assert!(copy.is_empty());
+        assert_eq!(copy.iter().count(), 0);
+    }
+}
