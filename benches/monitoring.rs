@@ -50,7 +50,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use prost::Message;
 use sidewatch::baseline::{Baseline, BaselineBuilder, BuildOptions, FeatureKind, LineageInputs};
 use sidewatch::config::{Config, Drift, DriftMethod, Protocol, Validate};
-use sidewatch::mirror::{BodyCopy, Exchange, RequestHead, ResponseHead, Timings};
+use sidewatch::mirror::{BodyCopy, Exchange, HeaderCopy, RequestHead, ResponseHead, Timings};
 use sidewatch::monitor::ModelStats;
 use sidewatch::monitor::evaluate::{Multivariate, evaluate};
 use sidewatch::monitor::shard::{BaselineState, Batch, Shard};
@@ -222,10 +222,10 @@ impl Model {
 
 // === exchanges ===
 
-fn headers(content_type: &'static str) -> HeaderMap {
+fn headers(content_type: &'static str) -> HeaderCopy {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static(content_type));
-    headers
+    HeaderCopy::copy_from(&headers)
 }
 
 fn body(bytes: Bytes) -> BodyCopy {
@@ -262,7 +262,7 @@ fn exchange(
             headers: headers(content_type),
         }),
         response_body: body(response),
-        response_trailers: trailers,
+        response_trailers: trailers.as_ref().map(HeaderCopy::copy_from),
         timings: Timings {
             received_at,
             received,
