@@ -74,6 +74,31 @@ fn missing_values_follow_the_heavier_child() {
 }
 
 #[test]
+fn one_walk_equals_score_then_learn() {
+    // Two windows' worth of rows, a tenth of the values missing, and
+    // clustered so that walks stop scoring at varied depths; 12 trees, so
+    // the last group of trees walked side by side is a partial one.
+    let mut one = trees(&config(12, 5, 40), 3);
+    let mut two = one.clone();
+    let mut rng = fastrand::Rng::with_seed(9);
+    for i in 0..200 {
+        let row: Vec<f64> = (0..3)
+            .map(|_| match rng.u8(..10) {
+                0 => f64::NAN,
+                1 => rng.f64(),
+                _ => 0.3 + 0.1 * rng.f64(),
+            })
+            .collect();
+        let combined = one.score_and_learn(&row);
+        let separate = two.score(&row);
+        two.learn(&row);
+        assert_eq!(combined.to_bits(), separate.to_bits(), "row {i}");
+        assert_eq!(one, two, "row {i}");
+    }
+    assert!(one.is_warm());
+}
+
+#[test]
 fn same_seed_same_trees() {
     let a = trees(&config(4, 3, 10), 3);
     let b = trees(&config(4, 3, 10), 3);
