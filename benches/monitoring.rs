@@ -6,7 +6,7 @@
 //! | `decode` | one KServe v2 exchange (JSON 1×16, JSON 64×16, gRPC raw 64×16) | rows |
 //! | `window` | `observe` of one observation; `summary` of a full window | observations |
 //! | `evaluate` | `evaluate` of a full window's summary (16×10, 100×50 with three method sets); `summary` + `evaluate` for 100×50 | — |
-//! | `pipeline` | one 64×16 JSON exchange decoded and observed (by a bare window, and by the real shard: validation, metrics, concept-drift and default anomaly detectors, window); 1,024 exchanges plus one evaluation; one step's evaluation | observations |
+//! | `pipeline` | one 64×16 JSON exchange decoded and observed (by a bare window, and by the real shard with the default config: validation, metrics, concept-drift and default anomaly detectors, window); the shard alone on a pre-decoded 64-row batch; 1,024 exchanges plus one evaluation; one step's evaluation | observations |
 //!
 //! **Data.** Every row comes from one generator that
 //! `scripts/bench.d/monitoring/whylogs_bench.py` reimplements with numpy, so
@@ -31,9 +31,11 @@
 //! observations), measured directly.
 //!
 //! Run: `cargo bench --bench monitoring` (about 2 minutes), or with a
-//! filter, e.g. `cargo bench --bench monitoring -- pipeline`.
+//! filter, e.g. `cargo bench --bench monitoring -- pipeline`. Each detector
+//! alone: `cargo bench --bench detectors`.
 
-use std::f64::consts::TAU;
+mod common;
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -43,26 +45,26 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{
-    BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
+    BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
     criterion_main, measurement::WallTime,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use prost::Message;
-use sidewatch::baseline::{Baseline, BaselineBuilder, BuildOptions, FeatureKind, LineageInputs};
+use sidewatch::baseline::Baseline;
 use sidewatch::config::{Config, Drift, DriftMethod, Protocol, Validate};
 use sidewatch::mirror::{BodyCopy, Exchange, HeaderCopy, RequestHead, ResponseHead, Timings};
 use sidewatch::monitor::ModelStats;
 use sidewatch::monitor::evaluate::{Multivariate, evaluate};
 use sidewatch::monitor::shard::{BaselineState, Batch, Shard};
-use sidewatch::observation::{FeatureValue, Observation, Prediction};
+use sidewatch::observation::Observation;
 use sidewatch::protocol::pb::{self, model_infer_request, model_infer_response};
 use sidewatch::protocol::{MODEL_INFER_PATH, ModelSchema, decode};
 use sidewatch::window::{FeatureSpec, Window, WindowSpec};
 
+use common::{dataset, names, observation, probabilities};
+
 /// Rows of the traffic data set: 1,600 exchanges of 64.
 const TRAFFIC_ROWS: usize = 102_400;
-/// Rows a baseline is built from.
-const BASELINE_ROWS: usize = 20_000;
 /// Observations that fill a window for the `summary` and `evaluate` cases,
 /// spread evenly over its 5 minutes: 4,000 per slice, twice the sample cap.
 const WINDOW_ROWS: usize = 40_000;
@@ -73,41 +75,9 @@ const EVAL_EVERY: usize = 65_536;
 /// A Unix time (ms) on a 30 s boundary, so a 5 min window is 10 slices.
 const T0_MS: u64 = 56_666_667 * 30_000;
 
-/// One shared data set, row-major: value (row, col) of `cols` columns.
-fn dataset(seed: u64, rows: usize, cols: usize) -> Vec<f64> {
-    (0..rows * cols)
-        .map(|i| {
-            let k = 2 * i as u64;
-            let (u, v) = (uniform(seed, k), uniform(seed, k + 1));
-            let z = (-2.0 * u.ln()).sqrt() * (TAU * v).cos();
-            let col = (i % cols) as f64;
-            col / 2.0 + (1.0 + col / 10.0) * z
-        })
-        .collect()
-}
-
-/// Value `k` of the stream, uniform on (0, 1): splitmix64 of a counter.
-fn uniform(seed: u64, k: u64) -> f64 {
-    let mut z = seed.wrapping_add((k + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    ((z >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
-}
-
-/// The model's two-class answer to a row (a logistic of its first feature).
-fn probabilities(row: &[f64]) -> [f64; 2] {
-    let p = 1.0 / (1.0 + (-row[0]).exp());
-    [1.0 - p, p]
-}
-
 /// What a client sends: FP32, as Python's `json.dumps` writes a float32.
 fn f32_value(x: f64) -> f64 {
     x as f32 as f64
-}
-
-fn names(cols: usize) -> Vec<String> {
-    (0..cols).map(|c| format!("f{c}")).collect()
 }
 
 fn config(yaml: &str) -> Config {
@@ -128,18 +98,6 @@ fn drift(yaml: &str) -> Drift {
     config(&format!("drift: {yaml}\n")).drift
 }
 
-fn observation(row: &[f64], time: SystemTime) -> Observation {
-    Observation {
-        model: Arc::from("bench"),
-        version: None,
-        time,
-        request_id: Arc::from("r"),
-        row: 0,
-        features: row.iter().map(|&x| FeatureValue::Number(x)).collect(),
-        prediction: Some(Prediction::from_probabilities(&probabilities(row))),
-    }
-}
-
 // === models: baseline, window, full windows ===
 
 /// A baseline, its drift settings' window spec, and a full window.
@@ -153,27 +111,7 @@ struct Model {
 
 impl Model {
     fn new(cols: usize, bins: usize, settings: &Drift) -> Model {
-        let features = names(cols)
-            .into_iter()
-            .map(|n| (n, FeatureKind::Numeric))
-            .collect();
-        let options = BuildOptions {
-            bins,
-            ..BuildOptions::default()
-        };
-        let mut builder = BaselineBuilder::new("bench", features, options);
-        let data = dataset(2, BASELINE_ROWS, cols);
-        for row in data.chunks(cols) {
-            let values: Vec<FeatureValue> = row.iter().map(|&x| FeatureValue::Number(x)).collect();
-            let prediction = Prediction::from_probabilities(&probabilities(row));
-            builder.add_row(&values, Some(&prediction));
-        }
-        let baseline = builder
-            .finish(LineageInputs::live(
-                BASELINE_ROWS as u64,
-                SystemTime::UNIX_EPOCH,
-            ))
-            .expect("baseline builds");
+        let baseline = common::baseline(cols, bins);
         let multivariate = Multivariate::fit(&baseline, settings);
         // As the shard builds it from a ready baseline.
         let spec = WindowSpec {
@@ -608,6 +546,29 @@ fn pipeline_group(c: &mut Criterion) {
                 names: None,
             });
         })
+    });
+
+    // The shard alone, on batches decoded beforehand (criterion times only
+    // `observe`; building each batch is setup): what the detectors and the
+    // window cost without the decode.
+    let decoded: Vec<Vec<Observation>> = exchanges
+        .iter()
+        .map(|exchange| decode(exchange, &schema).expect("decodes").observations)
+        .collect();
+    group.bench_function(BenchmarkId::new("64x16", "shard"), |b| {
+        b.iter_batched(
+            || {
+                let observations = decoded[next % decoded.len()].clone();
+                next += 1;
+                Batch {
+                    observations,
+                    extra: 0,
+                    names: None,
+                }
+            },
+            |batch| shard.observe(batch),
+            BatchSize::SmallInput,
+        )
     });
 
     // Pessimistic amortisation: a 30 s step every 65,536 observations
