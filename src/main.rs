@@ -61,6 +61,53 @@ enum Command {
         #[command(subcommand)]
         command: BaselineCommand,
     },
+    /// Write an Ed25519 key pair for signing audit checkpoints.
+    Keygen {
+        /// Directory for audit.key (mode 0600) and audit.pub.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify or query a forensic audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check frames, hash chain and checkpoint signatures; exit non-zero
+    /// naming the first bad segment and sequence.
+    Verify {
+        /// The audit directory.
+        dir: PathBuf,
+        /// The public key written by `sidewatch keygen`.
+        #[arg(long)]
+        pubkey: PathBuf,
+    },
+    /// Print matching records as JSONL.
+    Query {
+        /// The audit directory.
+        dir: PathBuf,
+        /// Records at or after this RFC 3339 time.
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        since: Option<SystemTime>,
+        /// Records before this RFC 3339 time.
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        until: Option<SystemTime>,
+        /// Entries with this request id.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Entries from this client.
+        #[arg(long)]
+        client: Option<String>,
+        /// Entries for this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only entries a detector flagged.
+        #[arg(long)]
+        flagged: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +167,8 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
+        Command::Keygen { out } => keygen(&out),
+        Command::Audit { command } => audit(command),
         Command::Run {
             config,
             listen,
@@ -236,4 +285,52 @@ async fn run(config: Config) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn keygen(out: &std::path::Path) -> Result<ExitCode> {
+    let (secret, public) =
+        sidewatch::audit::generate_keys(out).context("cannot write the key pair")?;
+    println!("Wrote {} and {}.", secret.display(), public.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit(command: AuditCommand) -> Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { dir, pubkey } => {
+            let key = sidewatch::audit::load_verifying_key(&pubkey)?;
+            match sidewatch::audit::verify(&dir, &key) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("error: {}: {error}", dir.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::Query {
+            dir,
+            since,
+            until,
+            request_id,
+            client,
+            model,
+            flagged,
+        } => {
+            let filter = sidewatch::audit::Filter {
+                since,
+                until,
+                request_id,
+                client,
+                model,
+                flagged,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            sidewatch::audit::query(&dir, &filter, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
