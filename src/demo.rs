@@ -1,23 +1,31 @@
 //! `sidewatch demo`: a model server, the sidecar in front of it and traffic
 //! through it, all in one process, so one command on a fresh machine shows
-//! the proxy, its tee and drift detection at work.
+//! the proxy, its tee, drift, anomaly and concept-drift detection at work.
 //!
 //! ```text
 //! traffic (8 clients) ──► sidecar proxy ──► model server (iris, KServe v2)
-//! baseline, then drift         │ tee
-//!                              ▼
-//!                        mirror queue ──► monitor: decode, window, drift tests
-//!                                                  against the baseline file
-//!                                                        │ (/v1/drift)
-//!                              live line and summary ◄───┘
+//! baseline, then drift;     │ tee
+//! 1% injected outliers      ▼
+//!       │              mirror queue ──► monitor: decode, window, drift tests,
+//!       │                               anomaly detectors, concept drift
+//!       │ species                          │ (/v1/drift, verdicts,
+//!       ▼                                  │  /v1/anomalies)
+//!   labeller ──► POST /v1/feedback ──► accuracy, DDM
+//!                          live line and summary ◄──┘
 //! ```
 //!
 //! The baseline is drawn in process from the baseline phase's distribution
 //! before anything starts; halfway through, the traffic shifts two features
-//! (see `phase.rs`) and the live line shows when the monitor notices.
+//! (see `phase.rs`) and the live line shows when the monitor notices: the
+//! features drift, the prediction scores drop (Page–Hinkley, ADWIN) and
+//! the labelled accuracy falls (DDM). Throughout, one request in a hundred
+//! carries a row no flower has (`outlier.rs`) for the anomaly detectors.
 
+mod anomalies;
 mod baseline;
+mod labels;
 pub mod model;
+mod outlier;
 mod phase;
 mod report;
 mod traffic;
@@ -26,7 +34,7 @@ mod watch;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -34,7 +42,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{Config, Overrides};
 use crate::sidecar::Sidecar;
+use anomalies::AnomalyTally;
 use baseline::BaselineFile;
+use labels::LabelStats;
 use model::{FEATURES, MODEL_NAME, ModelServer};
 use traffic::TrafficStats;
 use watch::DriftWatch;
@@ -62,6 +72,13 @@ const ALPHA: f64 = 0.05;
 /// The window stays within these bounds whatever the run's length.
 const MIN_WINDOW: Duration = Duration::from_secs(2);
 const MAX_WINDOW: Duration = Duration::from_secs(10);
+/// Labels the rolling accuracy covers (`feedback.window`, the default):
+/// about four seconds of traffic, so the accuracy shown just before the
+/// drift phase is the baseline phase's, and the one at the end the drift
+/// phase's.
+const FEEDBACK_WINDOW: usize = 1000;
+/// How long the summary waits for the labeller to post the last labels.
+const LABELS_CATCH_UP: Duration = Duration::from_secs(5);
 
 /// The drift window and its step for a run of a given length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +98,11 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     let baseline = BaselineFile::create()?;
     let timing = DriftTiming::for_run(duration);
     let sidecar = start_sidecar(model.addr(), baseline.path(), timing).await?;
-    let mut watch = sidecar
+    let monitor = sidecar
         .monitor()
-        .and_then(|monitor| DriftWatch::new(&monitor, phase::drift_start(duration)))
+        .context("the sidecar does not monitor anything")?;
+    let drift_start = phase::drift_start(duration);
+    let mut watch = DriftWatch::new(&monitor, drift_start)
         .context("the sidecar does not monitor the demo model")?;
     println!(
         "{}",
@@ -91,11 +110,20 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     );
 
     let traffic_stats = Arc::new(TrafficStats::default());
+    let label_stats = Arc::new(LabelStats::default());
+    let (label_tx, label_rx) = tokio::sync::mpsc::unbounded_channel();
     let started = Instant::now();
+    let mut tally = AnomalyTally::new(&monitor, SystemTime::now(), drift_start);
+    let labeller = tokio::spawn(labels::run(
+        sidecar.admin_addr(),
+        label_rx,
+        label_stats.clone(),
+    ));
     let mut traffic = tokio::spawn(traffic::run(
         sidecar.proxy_addr(),
         duration,
         traffic_stats.clone(),
+        label_tx,
     ));
     let mut live = report::Live::new(duration);
     let second = Duration::from_secs(1);
@@ -113,9 +141,13 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
             }
             _ = ticks.tick() => {
                 watch.poll(started.elapsed());
-                println!("{}", live.line(started.elapsed(), &sidecar, &traffic_stats, &watch));
+                tally.drain();
+                println!("{}", live.line(started.elapsed(), &sidecar, &traffic_stats, &watch, &tally));
             }
-            _ = polls.tick() => watch.poll(started.elapsed()),
+            _ = polls.tick() => {
+                watch.poll(started.elapsed());
+                tally.drain();
+            }
             interrupted = &mut interrupt, if interruptible => match interrupted {
                 Ok(()) => {
                     traffic.abort();
@@ -136,16 +168,28 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         .requests()
         .saturating_sub(traffic_stats.errors());
     wait_for_mirror(&sidecar, expected).await;
+    // The traffic's end closed the labeller's channel: it posts the rest.
+    match tokio::time::timeout(LABELS_CATCH_UP, labeller).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(error = format!("{error:#}"), "Labeller failed."),
+        Ok(Err(error)) => tracing::warn!(%error, "Labeller panicked."),
+        Err(_) => tracing::warn!("The labeller did not finish; the summary is partial."),
+    }
     watch
         .settle(traffic_stats.rows(), timing.step, started)
         .await;
+    tally.drain();
     println!(
         "{}",
         report::summary(
             elapsed,
             &sidecar,
-            &traffic_stats,
-            &watch,
+            &report::Run {
+                traffic: &traffic_stats,
+                labels: &label_stats,
+                watch: &watch,
+                tally: &tally,
+            },
             baseline.path(),
             timing
         )
@@ -222,6 +266,8 @@ drift:
   step: {step}ms
   min_samples: {MIN_SAMPLES}
   alpha: {ALPHA}
+feedback:
+  window: {FEEDBACK_WINDOW}
 mirror:
   queue: 4096
   max_payload: 64KiB

@@ -1,5 +1,6 @@
-//! The real binary: `config check`, and `run` draining in-flight requests
-//! on SIGTERM before exiting 0.
+//! The real binary: `config check`, `run` draining in-flight requests on
+//! SIGTERM before exiting 0, and `demo` showing drift, concept drift and
+//! anomalies in its summary.
 
 mod common;
 
@@ -170,13 +171,24 @@ fn run_without_an_upstream_says_so() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("upstream: required"));
 }
 
+/// The number before `what` in `text`, e.g. `20` in `20 of 20`.
+fn number_before(text: &str, what: &str) -> Option<f64> {
+    text.split(what)
+        .next()?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
 #[test]
 fn demo_runs_end_to_end_and_prints_a_summary() {
-    // 6s: a 3s drift phase, and the demo's shortest window (2s), so the
-    // shift is detected within about a second and the final window holds
-    // only shifted traffic.
+    // 10s: a 5s drift phase, and the demo's shortest windows (2.5s), so
+    // the shift is detected within about a second, the final window holds
+    // only shifted traffic, and the labels of the drift phase fill the
+    // rolling accuracy's 1,000 by the end.
     let output = Command::new(BIN)
-        .args(["demo", "--duration", "6s"])
+        .args(["demo", "--duration", "10s"])
         .stdin(Stdio::null())
         .output()
         .expect("run the demo");
@@ -196,9 +208,12 @@ fn demo_runs_end_to_end_and_prints_a_summary() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no request count in:\n{summary}"));
-    assert!(requests > 300, "only {requests} requests in 6s:\n{summary}");
+    assert!(
+        requests > 500,
+        "only {requests} requests in 10s:\n{summary}"
+    );
     assert!(summary.contains(" 0 errors"), "{summary}");
-    for url in ["/metrics", "/v1/drift"] {
+    for url in ["/metrics", "/v1/drift", "/v1/anomalies", "/v1/feedback"] {
         assert!(summary.contains(url), "{url} in the summary:\n{summary}");
     }
     assert!(
@@ -224,7 +239,7 @@ fn demo_runs_end_to_end_and_prints_a_summary() {
         .split(", ")
         .collect();
     assert_eq!(drifted, ["sepal_width", "petal_length"], "{summary}");
-    // ... and each was first flagged well within the 3s drift phase.
+    // ... and each was first flagged well within the 5s drift phase.
     let detected = field("detected");
     for feature in ["sepal_width", "petal_length"] {
         let after: f64 = detected
@@ -235,6 +250,92 @@ fn demo_runs_end_to_end_and_prints_a_summary() {
             .unwrap_or_else(|| panic!("{feature} not detected in the drift phase:\n{summary}"));
         assert!(after < 2.5, "{feature} detected {after}s in:\n{summary}");
     }
+
+    // Concept drift: the shift lowers the prediction scores (ADWIN) and
+    // triples the error rate of the labelled predictions (DDM). Each alone
+    // caught it within 3s in all of 200 simulated runs; at least one must
+    // have fired in the drift phase, and the accuracy must have dropped.
+    let concept = field("concept drift");
+    let fired: Vec<(&str, f64)> = concept
+        .split(" after")
+        .next()
+        .unwrap_or_default()
+        .split(", ")
+        .filter_map(|item| {
+            let (name, rest) = item.split_once(" +")?;
+            Some((name, rest.split('s').next()?.parse().ok()?))
+        })
+        .collect();
+    assert!(
+        fired
+            .iter()
+            .any(|(name, at)| { ["page_hinkley", "adwin", "ddm"].contains(name) && *at < 5.0 }),
+        "no concept-drift event in the drift phase:\n{summary}"
+    );
+    let accuracy: Vec<f64> = field("accuracy")
+        .split('%')
+        .filter_map(|part| part.split_whitespace().last()?.parse().ok())
+        .collect();
+    let [before, at_end] = accuracy[..] else {
+        panic!("two accuracies expected:\n{summary}");
+    };
+    assert!(before > 90.0, "{summary}");
+    assert!(before - at_end > 2.0, "the accuracy dropped:\n{summary}");
+    let labels = summary
+        .lines()
+        .find(|l| l.contains("labels posted to /v1/feedback"))
+        .unwrap_or_else(|| panic!("no label count in:\n{summary}"));
+    let posted = number_before(labels, "labels posted");
+    assert!(posted.is_some_and(|n| n > 500.0), "{labels}");
+    assert_eq!(
+        posted,
+        number_before(labels, "joined"),
+        "every label joined"
+    );
+
+    // Anomalies: counted per detector, and the injected outliers caught:
+    // every typo by the robust z-score, (almost) every row by something.
+    let anomaly_row = |name: &str| {
+        summary
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no anomaly row `{name}` in:\n{summary}"))
+    };
+    for detector in [
+        "robust_z",
+        "mahalanobis",
+        "half_space_trees",
+        "low_confidence",
+        "high_entropy",
+    ] {
+        let row = anomaly_row(detector);
+        assert!(row.contains('%') && row.contains(" of "), "{row}");
+    }
+    let typos = field("injected")
+        .split("typo ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no typo count in:\n{summary}"));
+    assert!(typos > 0.0, "{summary}");
+    assert_eq!(
+        number_before(anomaly_row("robust_z"), "of"),
+        Some(typos),
+        "every typo caught by the robust z-score:\n{summary}"
+    );
+    let any = anomaly_row("any detector");
+    let (flagged, injected) = (number_before(any, " of"), any.split(" of ").nth(1));
+    let injected: f64 = injected
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no injected count in {any}"));
+    assert!(injected >= 2.0 * typos - 1.0, "{summary}");
+    assert!(
+        flagged.is_some_and(|n| n >= injected - 1.0),
+        "injected outliers flagged:\n{summary}"
+    );
+    assert!(
+        field("for example").starts_with("robust_z") && summary.contains("-typo: sepal_"),
+        "an injected typo as the robust z example:\n{summary}"
+    );
 }
 
 #[test]

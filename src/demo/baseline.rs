@@ -66,7 +66,7 @@ impl Drop for BaselineFile {
 }
 
 /// Profiles [`ROWS`] flowers of the baseline phase with their predictions.
-fn build() -> anyhow::Result<Baseline> {
+pub(super) fn build() -> anyhow::Result<Baseline> {
     let features = FEATURES
         .iter()
         .map(|name| (name.to_string(), FeatureKind::Numeric))

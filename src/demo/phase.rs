@@ -100,14 +100,20 @@ pub fn drift_start(total: Duration) -> Option<Duration> {
 /// Draws one flower of `phase` into `row` (cleared first); returns its species.
 pub fn sample_row(rng: &mut fastrand::Rng, phase: &Phase, row: &mut Vec<f64>) -> usize {
     let species = rng.usize(..SPECIES.len());
-    let (mean, std_dev) = SPECIES[species];
+    sample_species(rng, phase, species, row);
+    species
+}
+
+/// Draws one flower of `species` (an index into the model's classes) as
+/// `phase` reads it into `row` (cleared first).
+pub fn sample_species(rng: &mut fastrand::Rng, phase: &Phase, species: usize, row: &mut Vec<f64>) {
+    let (mean, std_dev) = SPECIES[species % SPECIES.len()];
     row.clear();
     for f in 0..FEATURES.len() {
         let x = mean[f] + phase.shift[f] + std_dev[f] * standard_normal(rng);
         // Fisher measured to the millimetre; rounding keeps bodies short too.
         row.push((x.max(MIN_MEASUREMENT) * 10.0).round() / 10.0);
     }
-    species
 }
 
 /// Box-Muller; `1 - u` keeps the logarithm away from zero.

@@ -1,6 +1,8 @@
 //! What the demo prints: the addresses to try, one line per second while
 //! traffic flows, and a summary at the end.
 
+mod anomaly;
+mod concept;
 mod drift;
 
 use std::fmt::Write as _;
@@ -13,10 +15,26 @@ use crate::sidecar::ShutdownReport;
 use crate::telemetry::latency::Series;
 
 use super::DriftTiming;
+use super::anomalies::AnomalyTally;
+use super::labels::{self, LabelStats};
 use super::model::{CLASSES, MODEL_NAME};
+use super::outlier::{EVERY, Outlier};
 use super::phase::{self, PHASES};
 use super::traffic::{CLIENTS, RATE, TrafficStats};
 use super::watch::DriftWatch;
+
+/// What a run observed, for the summary.
+#[derive(Debug)]
+pub struct Run<'a> {
+    /// The clients' counters.
+    pub traffic: &'a TrafficStats,
+    /// The labeller's counters.
+    pub labels: &'a LabelStats,
+    /// The drift and concept-drift verdicts.
+    pub watch: &'a DriftWatch,
+    /// The anomaly verdicts.
+    pub tally: &'a AnomalyTally,
+}
 
 /// The per-second view; remembers the previous line for the rate.
 #[derive(Debug)]
@@ -45,6 +63,7 @@ impl Live {
         sidecar: &Sidecar,
         traffic: &TrafficStats,
         watch: &DriftWatch,
+        tally: &AnomalyTally,
     ) -> String {
         let requests = traffic.requests();
         let window = elapsed.saturating_sub(self.last_elapsed).as_secs_f64();
@@ -57,16 +76,21 @@ impl Live {
         self.last_elapsed = elapsed;
         // Quantiles cover the whole run so far: a steadier read than one second's worth.
         let overhead = sidecar.stats().latency().overhead;
+        // Errors only take room on the line once there are any.
+        let errors = match traffic.errors() {
+            0 => String::new(),
+            n => format!("  errors {n}"),
+        };
         format!(
-            "{:>5.1}s  {:<9} requests {:>6}  {:>4.0} req/s  errors {}  overhead p50 {:>4.0}µs p99 {:>5.0}µs  mirrored {:>6}  {}",
+            "{:>5.1}s  {:<8} requests {:>5} {:>4.0}/s{errors}  overhead p50 {:>3.0}µs p99 {:>4.0}µs  {}  {}  {}",
             elapsed.as_secs_f64(),
             phase::phase_at(elapsed, self.duration).name,
             requests,
             rate,
-            traffic.errors(),
             overhead.quantile_seconds(0.5) * 1e6,
             overhead.quantile_seconds(0.99) * 1e6,
-            sidecar.mirror_stats().map_or(0, |m| m.consumed()),
+            anomaly::live(tally),
+            concept::live(watch),
             drift::live(&watch.latest()),
         )
     }
@@ -109,6 +133,20 @@ pub fn banner(
         "  try           curl -s http://{proxy}/v2/models/{MODEL_NAME}/infer \\\n                  -d '{{\"inputs\":[{{\"name\":\"input\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[5.1,3.5,1.4,0.2]}}]}}'"
     );
     let _ = writeln!(out, "  phases        {}", phases.join(", "));
+    let kinds: Vec<String> = Outlier::ALL
+        .iter()
+        .map(|k| format!("{} ({})", k.name(), k.describe()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  outliers      1 request in {EVERY}: {}",
+        kinds.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "  labels        each flower's species, posted to /v1/feedback {}ms after its answer",
+        labels::DELAY.as_millis()
+    );
     let _ = write!(
         out,
         "  baseline      {} (removed at exit)\n  drift         window {}, evaluated every {}\nCtrl-C ends the traffic early.",
@@ -123,11 +161,16 @@ pub fn banner(
 pub fn summary(
     elapsed: Duration,
     sidecar: &Sidecar,
-    traffic: &TrafficStats,
-    watch: &DriftWatch,
+    run: &Run<'_>,
     baseline: &Path,
     timing: DriftTiming,
 ) -> String {
+    let Run {
+        traffic,
+        labels,
+        watch,
+        tally,
+    } = *run;
     let mut out = String::from("\nsummary\n");
     let requests = traffic.requests();
     let seconds = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
@@ -160,8 +203,8 @@ pub fn summary(
     let _ = writeln!(out, "  predictions   {}", classes.join(", "));
     let _ = writeln!(
         out,
-        "                {:.1}% match the species each row was drawn from",
-        percent(traffic.agreed(), total)
+        "                {:.1}% match the species each flower was drawn from",
+        percent(traffic.agreed(), traffic.flowers())
     );
 
     match sidecar.mirror_stats() {
@@ -194,6 +237,8 @@ pub fn summary(
         stats.shard_drops(),
     );
     drift::summary(&mut out, watch, elapsed, baseline, timing);
+    concept::summary(&mut out, watch, labels, elapsed);
+    anomaly::summary(&mut out, tally, traffic.injected());
     out.push_str(&admin_urls(sidecar.admin_addr()));
     out
 }
@@ -213,7 +258,7 @@ pub fn stopped(report: ShutdownReport) -> String {
 
 fn admin_urls(admin: SocketAddr) -> String {
     format!(
-        "  admin         http://{admin}/metrics\n                http://{admin}/v1/stats\n                http://{admin}/v1/drift\n                http://{admin}/readyz\n"
+        "  admin         http://{admin}/metrics\n                http://{admin}/v1/stats\n                http://{admin}/v1/drift\n                http://{admin}/v1/anomalies\n                http://{admin}/v1/feedback\n                http://{admin}/readyz\n"
     )
 }
 

@@ -1,5 +1,7 @@
 //! The demo's traffic: a few keep-alive clients sending iris-like rows to
-//! the model through the sidecar at a steady rate, one phase after another.
+//! the model through the sidecar at a steady rate, one phase after another,
+//! with an injected outlier now and then (see `outlier.rs`). Each answered
+//! flower's species goes to the labeller, which posts it as ground truth.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,10 +17,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::labels::Labelled;
 use super::model::{CLASSES, FEATURES, MODEL_NAME};
+use super::outlier::Outlier;
 use super::phase::{self, Phase};
 
 /// Concurrent clients, each with its own connection and request loop.
@@ -44,6 +49,10 @@ pub struct TrafficStats {
     predicted: [AtomicU64; CLASSES.len()],
     /// Predictions equal to the species the row was drawn from.
     agreed: AtomicU64,
+    /// Rows of flowers, with a species to agree with.
+    flowers: AtomicU64,
+    /// Injected rows answered, per [`Outlier::ALL`].
+    injected: [AtomicU64; Outlier::ALL.len()],
 }
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -51,8 +60,13 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// Rows of one request and the species each was drawn from.
 #[derive(Debug, Clone, PartialEq)]
 struct Batch {
+    /// Rows in `values`.
+    rows: usize,
+    /// The species of each row; empty for an injected row.
     species: Vec<usize>,
     values: Vec<f64>,
+    /// What was injected instead of flowers, if anything.
+    outlier: Option<Outlier>,
 }
 
 // === impl TrafficStats ===
@@ -83,14 +97,32 @@ impl TrafficStats {
         self.agreed.load(Ordering::Relaxed)
     }
 
-    fn record_success(&self, species: &[usize], predicted: &[usize]) {
-        for (&truth, &class) in species.iter().zip(predicted) {
+    /// Rows of flowers answered (rows that are not injected outliers).
+    pub fn flowers(&self) -> u64 {
+        self.flowers.load(Ordering::Relaxed)
+    }
+
+    /// Injected rows answered, per [`Outlier::ALL`].
+    pub fn injected(&self) -> [u64; Outlier::ALL.len()] {
+        std::array::from_fn(|i| self.injected[i].load(Ordering::Relaxed))
+    }
+
+    fn record_success(&self, batch: &Batch, predicted: &[usize]) {
+        for &class in predicted {
             self.predicted[class].fetch_add(1, Ordering::Relaxed);
+        }
+        for (&truth, &class) in batch.species.iter().zip(predicted) {
             if truth == class {
                 self.agreed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.rows.fetch_add(species.len() as u64, Ordering::Relaxed);
+        if let Some(kind) = batch.outlier {
+            let i = Outlier::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+            self.injected[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.flowers
+            .fetch_add(batch.species.len() as u64, Ordering::Relaxed);
+        self.rows.fetch_add(batch.rows as u64, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -101,11 +133,13 @@ impl TrafficStats {
     }
 }
 
-/// Sends infer requests through the proxy at `proxy` for `duration`.
+/// Sends infer requests through the proxy at `proxy` for `duration`, and
+/// the species of every flower answered to `labels`.
 pub async fn run(
     proxy: SocketAddr,
     duration: Duration,
     stats: Arc<TrafficStats>,
+    labels: mpsc::UnboundedSender<Labelled>,
 ) -> anyhow::Result<()> {
     let uri: Uri = format!("http://{proxy}/v2/models/{MODEL_NAME}/infer")
         .parse()
@@ -122,6 +156,7 @@ pub async fn run(
             start,
             duration,
             stats.clone(),
+            labels.clone(),
         ));
     }
     while let Some(joined) = clients.join_next().await {
@@ -148,6 +183,7 @@ async fn send_loop(
     start: Instant,
     duration: Duration,
     stats: Arc<TrafficStats>,
+    labels: mpsc::UnboundedSender<Labelled>,
 ) {
     let mut rng = fastrand::Rng::with_seed(SEED.wrapping_add(id as u64));
     let period = Duration::from_secs_f64(CLIENTS as f64 / RATE);
@@ -160,20 +196,39 @@ async fn send_loop(
         if ticks.tick().await >= deadline || Instant::now() >= deadline {
             break;
         }
-        let batch = sample_batch(&mut rng, phase::phase_at(start.elapsed(), duration));
-        let body = request_body(&format!("demo-{id}-{sequence}"), &batch);
-        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, call(&client, &uri, body)).await {
+        let phase = phase::phase_at(start.elapsed(), duration);
+        let outlier = Outlier::scheduled(id, sequence);
+        let (batch, request_id) = match outlier {
+            Some(kind) => (
+                sample_outlier(&mut rng, kind, phase),
+                format!("demo-{id}-{sequence}-{}", kind.name()),
+            ),
+            None => (
+                sample_batch(&mut rng, phase),
+                format!("demo-{id}-{sequence}"),
+            ),
+        };
+        let body = request_body(&request_id, &batch);
+        let call = call(&client, &uri, &request_id, body);
+        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
             Ok(outcome) => outcome,
             Err(_) => Err(anyhow::anyhow!("no response within {REQUEST_TIMEOUT:?}")),
         };
         match outcome {
-            Ok(predicted) if predicted.len() == batch.species.len() => {
-                stats.record_success(&batch.species, &predicted);
+            Ok(predicted) if predicted.len() == batch.rows => {
+                stats.record_success(&batch, &predicted);
+                if !batch.species.is_empty() {
+                    // Fails only once the labeller is gone, when no one wants labels.
+                    let _ = labels.send(Labelled {
+                        request_id,
+                        species: batch.species,
+                    });
+                }
             }
             Ok(predicted) => {
                 let error = format!(
                     "{} rows sent, {} predictions received",
-                    batch.species.len(),
+                    batch.rows,
                     predicted.len()
                 );
                 log_error(stats.record_error(), &error);
@@ -199,8 +254,10 @@ fn sample_batch(rng: &mut fastrand::Rng, phase: &Phase) -> Batch {
         1
     };
     let mut batch = Batch {
+        rows,
         species: Vec::with_capacity(rows),
         values: Vec::with_capacity(rows * FEATURES.len()),
+        outlier: None,
     };
     let mut row = Vec::with_capacity(FEATURES.len());
     for _ in 0..rows {
@@ -210,12 +267,24 @@ fn sample_batch(rng: &mut fastrand::Rng, phase: &Phase) -> Batch {
     batch
 }
 
+/// One injected row of `kind`, alone in its request.
+fn sample_outlier(rng: &mut fastrand::Rng, kind: Outlier, phase: &Phase) -> Batch {
+    let mut values = Vec::with_capacity(FEATURES.len());
+    kind.sample(rng, phase, &mut values);
+    Batch {
+        rows: 1,
+        species: Vec::new(),
+        values,
+        outlier: Some(kind),
+    }
+}
+
 fn request_body(id: &str, batch: &Batch) -> Bytes {
     let body = serde_json::json!({
         "id": id,
         "inputs": [{
             "name": "input",
-            "shape": [batch.species.len(), FEATURES.len()],
+            "shape": [batch.rows, FEATURES.len()],
             "datatype": "FP32",
             "data": batch.values,
         }],
@@ -223,9 +292,16 @@ fn request_body(id: &str, batch: &Batch) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-async fn call(client: &HttpClient, uri: &Uri, body: Bytes) -> anyhow::Result<Vec<usize>> {
+/// Sends one infer request under `request_id` (the id labels are joined by).
+async fn call(
+    client: &HttpClient,
+    uri: &Uri,
+    request_id: &str,
+    body: Bytes,
+) -> anyhow::Result<Vec<usize>> {
     let request = Request::post(uri.clone())
         .header(CONTENT_TYPE, "application/json")
+        .header("x-request-id", request_id)
         .body(Full::new(body))
         .context("cannot build the request")?;
     let response = client.request(request).await.context("request failed")?;

@@ -1,8 +1,10 @@
 //! Follows the iris model's drift verdicts while the demo runs: when each
-//! feature (and the predictions) was first flagged, and the last report
-//! that evaluated the window, which the summary shows.
+//! feature (and the predictions) was first flagged, the last report that
+//! evaluated the window, which the summary shows, when each concept-drift
+//! detector fired, and the rolling accuracy of the labelled predictions.
 //!
-//! It reads what `/v1/drift` serves, from the monitor's published reports.
+//! It reads what `/v1/drift` and `/v1/feedback` serve, from the monitor's
+//! published reports and counters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::monitor::report::ModelDrift;
-use crate::monitor::{ModelStats, MonitorView};
+use crate::monitor::stats::CONCEPT_DETECTORS;
+use crate::monitor::{ModelFeedback, ModelStats, MonitorView};
 
 use super::model::{FEATURES, MODEL_NAME};
 
@@ -31,6 +34,21 @@ pub struct DriftWatch {
     /// The newest report that evaluated the window. Once the traffic stops
     /// the window empties and the latest report only says so.
     last_evaluated: Option<Arc<ModelDrift>>,
+    /// Per concept detector, in [`CONCEPT_DETECTORS`] order.
+    concept: [ConceptFlag; CONCEPT_DETECTORS.len()],
+    /// The labels' side; `None` when feedback is off.
+    feedback: Option<Arc<ModelFeedback>>,
+    /// The rolling accuracy as last read before the drift phase began.
+    accuracy_before_drift: Option<f64>,
+}
+
+/// A concept-drift detector's events over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ConceptFlag {
+    /// When it first fired, on either side of the drift phase's start.
+    pub first: FirstFlag,
+    /// Events so far.
+    pub events: u64,
 }
 
 /// When something was first flagged as drifted, on either side of the
@@ -56,12 +74,29 @@ impl DriftWatch {
             features: [FirstFlag::default(); FEATURES.len()],
             prediction: FirstFlag::default(),
             last_evaluated: None,
+            concept: [ConceptFlag::default(); CONCEPT_DETECTORS.len()],
+            feedback: monitor
+                .feedback()
+                .and_then(|hub| hub.model(MODEL_NAME))
+                .cloned(),
+            accuracy_before_drift: None,
         })
     }
 
-    /// Reads the latest report if it is new; `elapsed` is the time since
-    /// the traffic started.
+    /// Reads the concept detectors' counts, the accuracy, and the latest
+    /// report if it is new; `elapsed` is the time since the traffic started.
     pub fn poll(&mut self, elapsed: Duration) {
+        // Concept detectors count as they fire, not at each evaluation.
+        for (i, flag) in self.concept.iter_mut().enumerate() {
+            let events = self.stats.concept_drifts(i);
+            if events > flag.events {
+                flag.events = events;
+                flag.first.record(elapsed, self.drift_start);
+            }
+        }
+        if self.drift_start.is_none_or(|start| elapsed < start) {
+            self.accuracy_before_drift = self.accuracy().or(self.accuracy_before_drift);
+        }
         let report = self.stats.report();
         if self.seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &report)) {
             return;
@@ -126,6 +161,26 @@ impl DriftWatch {
     /// When the predictions were first flagged.
     pub fn prediction(&self) -> FirstFlag {
         self.prediction
+    }
+
+    /// Each concept-drift detector with its events, in
+    /// [`CONCEPT_DETECTORS`] order.
+    pub fn concept(&self) -> impl Iterator<Item = (&'static str, ConceptFlag)> + '_ {
+        CONCEPT_DETECTORS
+            .iter()
+            .copied()
+            .zip(self.concept.iter().copied())
+    }
+
+    /// The rolling accuracy of the labelled predictions now, once any
+    /// label was joined.
+    pub fn accuracy(&self) -> Option<f64> {
+        self.feedback.as_ref().and_then(|f| f.accuracy())
+    }
+
+    /// The rolling accuracy as it stood just before the drift phase.
+    pub fn accuracy_before_drift(&self) -> Option<f64> {
+        self.accuracy_before_drift
     }
 }
 

@@ -26,9 +26,8 @@ pub fn live(report: &ModelDrift) -> String {
         (true, false) => "drift: none".to_owned(),
         (true, true) => "drift: predictions only".to_owned(),
         (false, predictions) => format!(
-            "drift: {} (share {:.2}){}",
+            "drift: {}{}",
             drifted.join(", "),
-            report.drifted_share,
             if predictions { " + predictions" } else { "" }
         ),
     }
@@ -273,10 +272,7 @@ mod tests {
         assert_eq!(live(&report), "drift: predictions only");
         report.features[1].drifted = true;
         report.drifted_share = 0.5;
-        assert_eq!(
-            live(&report),
-            "drift: petal_length (share 0.50) + predictions"
-        );
+        assert_eq!(live(&report), "drift: petal_length + predictions");
         report.baseline = "missing";
         assert_eq!(live(&report), "drift: baseline missing");
     }
