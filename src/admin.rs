@@ -1,5 +1,5 @@
 //! The admin server on its own port: `/metrics`, `/healthz`, `/readyz`,
-//! `/v1/stats`, `/v1/drift`, `/v1/anomalies` and `/v1/feedback`. It reads
+//! `/v1/stats`, `/v1/drift`, `/v1/anomalies`, `/v1/alerts` and `/v1/feedback`. It reads
 //! snapshots and atomics only, so a scrape never slows the proxy; posting
 //! feedback takes each model's join-store lock briefly per item.
 //!
@@ -26,6 +26,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::alert::AlertRegistry;
 use crate::mirror::MirrorStats;
 use crate::monitor::{MonitorView, feedback};
 use crate::proxy::error::json_error;
@@ -46,6 +47,7 @@ pub struct AdminState {
     health_timeout: Duration,
     health_client: Client<HttpConnector, Empty<Bytes>>,
     draining: AtomicBool,
+    alerts: Option<Arc<AlertRegistry>>,
 }
 
 impl AdminState {
@@ -80,7 +82,15 @@ impl AdminState {
             health_timeout: request_timeout.min(Duration::from_secs(2)),
             health_client,
             draining: AtomicBool::new(false),
+            alerts: None,
         }
+    }
+
+    /// Serves `/v1/alerts` and the alert metrics from the engine's registry.
+    pub fn with_alerts(mut self, alerts: Arc<AlertRegistry>) -> Self {
+        self.registry.register_collector(Box::new(alerts.clone()));
+        self.alerts = Some(alerts);
+        self
     }
 
     /// Marks the sidecar as shutting down, so `/readyz` turns away new traffic.
@@ -215,6 +225,21 @@ impl AdminState {
                     "monitoring_off",
                 ),
             },
+            (&Method::GET, "/v1/alerts") => match &self.alerts {
+                Some(alerts) => match serde_json::to_value(alerts.document()) {
+                    Ok(body) => json_response(StatusCode::OK, &body),
+                    Err(error) => json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("cannot encode the alerts: {error}"),
+                        "internal",
+                    ),
+                },
+                None => json_error(
+                    StatusCode::NOT_FOUND,
+                    "no alert rules are configured (alerts.rules)",
+                    "alerts_off",
+                ),
+            },
             (&Method::POST, "/v1/feedback") => self.feedback(request).await,
             (&Method::GET, "/v1/feedback") => {
                 match self.monitor.as_ref().and_then(|m| m.feedback()) {
@@ -229,7 +254,8 @@ impl AdminState {
             ),
             (
                 _,
-                "/metrics" | "/healthz" | "/readyz" | "/v1/stats" | "/v1/drift" | "/v1/anomalies",
+                "/metrics" | "/healthz" | "/readyz" | "/v1/stats" | "/v1/drift" | "/v1/anomalies"
+                | "/v1/alerts",
             ) => json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "only GET is allowed here",

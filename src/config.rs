@@ -8,7 +8,7 @@
 //! key path that caused it.
 
 mod raw;
-mod units;
+pub(crate) mod units;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -50,6 +50,8 @@ pub struct Config {
     pub anomaly: crate::detect::anomaly::AnomalyConfig,
     /// Ground-truth feedback joined to predictions (`POST /v1/feedback`).
     pub feedback: Feedback,
+    /// Alert rules and sinks.
+    pub alerts: crate::alert::AlertsConfig,
 }
 
 /// Where the model server is reached.

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alert;
 pub mod audit;
 pub mod baseline;
 pub mod config;

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
+use crate::alert::{AlertEngine, Sources};
 use crate::config::Config;
 use crate::mirror::{self, Consumer, MirrorStats, MirrorWorkers};
 use crate::monitor::{Monitor, MonitorError, MonitorView};
@@ -58,6 +59,7 @@ pub struct Sidecar {
     mirror: Option<Arc<MirrorStats>>,
     admin_state: Arc<AdminState>,
     monitor: Option<Monitor>,
+    alerts: Option<AlertEngine>,
 }
 
 /// How the shutdown went.
@@ -132,13 +134,36 @@ impl Sidecar {
         )
         .parse()
         .unwrap_or_else(|_| Uri::from_static("/"));
-        let admin_state = Arc::new(AdminState::new(
+        let monitor = monitor.filter(|_| config.mirror.enabled);
+        let alerts = (!config.alerts.rules.is_empty()).then(|| {
+            let sources = Sources {
+                monitor: monitor.clone(),
+                proxy: stats.clone(),
+                mirror: mirror_stats.clone(),
+                models: config
+                    .models
+                    .iter()
+                    .map(|m| m.name.clone())
+                    .chain([crate::telemetry::metrics::UNKNOWN_MODEL.to_owned()])
+                    .collect(),
+            };
+            AlertEngine::start(
+                &config.alerts,
+                sources,
+                format!("http://{admin_addr}/v1/alerts"),
+            )
+        });
+        let mut admin_state = AdminState::new(
             stats.clone(),
             mirror_stats.clone(),
-            monitor.filter(|_| config.mirror.enabled),
+            monitor,
             health_url,
             config.limits.request_timeout,
-        ));
+        );
+        if let Some(alerts) = &alerts {
+            admin_state = admin_state.with_alerts(alerts.registry().clone());
+        }
+        let admin_state = Arc::new(admin_state);
 
         let (stop, stopped) = watch::channel(false);
         let proxy = tokio::spawn(proxy::serve(
@@ -166,6 +191,7 @@ impl Sidecar {
             mirror: mirror_stats,
             admin_state,
             monitor: None,
+            alerts,
         })
     }
 
@@ -206,6 +232,9 @@ impl Sidecar {
         let _ = self.stop.send(true);
         let drained = (&mut self.proxy).await.unwrap_or_default();
         self.admin.abort();
+        if let Some(alerts) = self.alerts.take() {
+            alerts.stop();
+        }
         let mirror_flushed = match self.workers.take() {
             Some(workers) => {
                 let deadline = Instant::now() + MIRROR_FLUSH;

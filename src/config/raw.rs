@@ -31,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "drift",
     "anomaly",
     "feedback",
+    "alerts",
 ];
 
 /// The configuration file as written, before validation.
@@ -49,6 +50,7 @@ pub struct RawConfig {
     drift: RawDrift,
     anomaly: RawAnomaly,
     feedback: RawFeedback,
+    alerts: crate::alert::RawAlerts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -230,6 +232,7 @@ impl RawConfig {
                     "drift" => section(&key, value.clone(), problems).map(|v| raw.drift = v),
                     "anomaly" => section(&key, value.clone(), problems).map(|v| raw.anomaly = v),
                     "feedback" => section(&key, value.clone(), problems).map(|v| raw.feedback = v),
+                    "alerts" => section(&key, value.clone(), problems).map(|v| raw.alerts = v),
                     _ => return false,
                 };
                 true
@@ -327,6 +330,7 @@ impl RawConfig {
         let drift = check.drift(self.drift);
         let anomaly = check.anomaly(self.anomaly);
         let feedback = check.feedback(self.feedback);
+        let alerts = self.alerts.validate(&mut check.problems);
 
         match (listen, admin, upstream) {
             (Some(listen), Some(admin), Some(upstream)) if check.problems.is_empty() => {
@@ -344,6 +348,7 @@ impl RawConfig {
                     drift,
                     anomaly,
                     feedback,
+                    alerts,
                 })
             }
             _ => Err(check.problems),
