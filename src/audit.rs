@@ -14,6 +14,7 @@
 //! - [`writer`]: the dedicated writer thread behind a bounded queue;
 //! - [`verify`] and [`query`]: the forensics commands.
 
+pub mod config;
 pub mod keys;
 pub mod query;
 pub mod record;
@@ -24,6 +25,7 @@ pub mod writer;
 
 use std::path::PathBuf;
 
+pub use config::{AuditConfig, Payloads, RawAudit};
 pub use keys::{KeyId, generate_keys, load_signing_key, load_verifying_key};
 pub use query::{Filter, query};
 pub use record::{Body, Checkpoint, Entry, Payload, Record, Recovery, Verdicts};

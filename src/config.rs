@@ -52,6 +52,8 @@ pub struct Config {
     pub feedback: Feedback,
     /// Alert rules and sinks.
     pub alerts: crate::alert::AlertsConfig,
+    /// The forensic audit log, when `audit:` is configured.
+    pub audit: Option<crate::audit::AuditConfig>,
 }
 
 /// Where the model server is reached.

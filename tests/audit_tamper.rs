@@ -79,6 +79,7 @@ fn pristine() -> &'static Pristine {
         // The untouched log must pass, or every catch below means nothing.
         let dir = write(&log.segments, "pristine");
         audit::verify(&dir, &log.key).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
         log
     })
 }
@@ -110,6 +111,7 @@ fn write(segments: &[(String, Vec<Vec<u8>>)], tag: &str) -> PathBuf {
 
 fn caught(dir: &Path) -> Result<(), TestCaseError> {
     let result = audit::verify(dir, &pristine().key);
+    let _ = std::fs::remove_dir_all(dir);
     prop_assert!(result.is_err(), "tampering not caught: {result:?}");
     Ok(())
 }

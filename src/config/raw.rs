@@ -32,6 +32,7 @@ const SECTIONS: &[&str] = &[
     "anomaly",
     "feedback",
     "alerts",
+    "audit",
 ];
 
 /// The configuration file as written, before validation.
@@ -51,6 +52,7 @@ pub struct RawConfig {
     anomaly: RawAnomaly,
     feedback: RawFeedback,
     alerts: crate::alert::RawAlerts,
+    audit: Option<crate::audit::RawAudit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -233,6 +235,7 @@ impl RawConfig {
                     "anomaly" => section(&key, value.clone(), problems).map(|v| raw.anomaly = v),
                     "feedback" => section(&key, value.clone(), problems).map(|v| raw.feedback = v),
                     "alerts" => section(&key, value.clone(), problems).map(|v| raw.alerts = v),
+                    "audit" => section(&key, value.clone(), problems).map(|v| raw.audit = Some(v)),
                     _ => return false,
                 };
                 true
@@ -331,6 +334,7 @@ impl RawConfig {
         let anomaly = check.anomaly(self.anomaly);
         let feedback = check.feedback(self.feedback);
         let alerts = self.alerts.validate(&mut check.problems);
+        let audit = self.audit.and_then(|a| a.validate(&mut check.problems));
 
         match (listen, admin, upstream) {
             (Some(listen), Some(admin), Some(upstream)) if check.problems.is_empty() => {
@@ -349,6 +353,7 @@ impl RawConfig {
                     anomaly,
                     feedback,
                     alerts,
+                    audit,
                 })
             }
             _ => Err(check.problems),
