@@ -666,6 +666,28 @@ mod tests {
     }
 
     #[test]
+    fn the_config_file_reports_alert_problems_with_full_paths() {
+        let error = crate::Config::from_yaml(
+            "upstream: http://127.0.0.1:1\nalerts:\n  rules:\n    - {name: A, signal: latency.p99, above: 1, bogus: 1}\n",
+            &crate::config::Overrides::default(),
+        )
+        .expect_err("unknown key");
+        let text = error.to_string();
+        assert!(text.contains("alerts.rules[0]"), "{text}");
+        assert!(text.contains("bogus"), "{text}");
+        let config = crate::Config::from_yaml(
+            "upstream: http://127.0.0.1:1\nalerts: {evaluate_every: 2s, rules: [{name: A, signal: latency.p99, above: 1}]}\n",
+            &crate::config::Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(config.alerts.evaluate_every, Duration::from_secs(2));
+        assert_eq!(config.alerts.rules[0].signal, Signal::LatencyP99);
+        let none = crate::Config::from_yaml("upstream: http://127.0.0.1:1\n", &Default::default())
+            .expect("valid");
+        assert!(none.alerts.rules.is_empty() && none.alerts.sinks.is_empty());
+    }
+
+    #[test]
     fn globs_match() {
         assert!(glob_match("*", "anything"));
         assert!(glob_match("age*", "age_years"));
