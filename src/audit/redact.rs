@@ -2,6 +2,9 @@
 
 use serde_json::Value;
 
+use super::config::Payloads;
+use super::record::Payload;
+
 /// Removes what each pointer in `pointers` names from `value`. A pointer
 /// that names nothing is ignored; `""` (the whole document) replaces it
 /// with `null`.
@@ -29,6 +32,36 @@ pub fn redact(value: &mut Value, pointers: &[String]) {
             _ => {}
         }
     }
+}
+
+/// The payload an entry keeps under `policy`: the bodies that parse as
+/// JSON, each with `pointers` removed, or `None` when the policy (or the
+/// exchange not being flagged under `flagged`) keeps nothing.
+pub fn payload(
+    policy: Payloads,
+    flagged: bool,
+    request: &[u8],
+    response: &[u8],
+    pointers: &[String],
+) -> Option<Payload> {
+    let keep = match policy {
+        Payloads::None => false,
+        Payloads::Flagged => flagged,
+        Payloads::All => true,
+    };
+    if !keep {
+        return None;
+    }
+    let body = |bytes: &[u8]| {
+        serde_json::from_slice::<Value>(bytes).ok().map(|mut v| {
+            redact(&mut v, pointers);
+            v
+        })
+    };
+    Some(Payload {
+        request: body(request),
+        response: body(response),
+    })
 }
 
 /// Whether `pointer` is a valid JSON pointer (empty or starting with `/`,
@@ -64,5 +97,20 @@ mod tests {
         assert!(valid_pointer("/a~0b/c"));
         assert!(!valid_pointer("a/b"));
         assert!(!valid_pointer("/a~2"));
+    }
+
+    #[test]
+    fn payload_follows_policy_and_redacts_before_keeping() {
+        let req = br#"{"inputs":[{"data":[5.1,3.5],"name":"x"}]}"#;
+        let pointers = vec!["/inputs/0/data".to_string()];
+        assert_eq!(payload(Payloads::None, true, req, b"{}", &pointers), None);
+        assert_eq!(
+            payload(Payloads::Flagged, false, req, b"{}", &pointers),
+            None
+        );
+        let kept = payload(Payloads::Flagged, true, req, b"not json", &pointers).unwrap();
+        assert_eq!(kept.request, Some(json!({"inputs": [{"name": "x"}]})));
+        assert_eq!(kept.response, None);
+        assert!(payload(Payloads::All, false, req, b"{}", &pointers).is_some());
     }
 }
