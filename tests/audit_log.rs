@@ -129,3 +129,30 @@ fn written_log_verifies_queries_and_survives_a_torn_tail() {
     assert_eq!(summary.recoveries, 1);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_full_queue_drops_and_counts_without_waiting_and_the_log_stays_intact() {
+    let root = temp_dir("full");
+    let (key, public) = keys(&root.join("keys"));
+    let log = root.join("log");
+    let writer = Writer::open(WriterOptions {
+        dir: log.clone(),
+        key: audit::load_signing_key(&key).unwrap(),
+        checkpoint_every: 100,
+        checkpoint_interval: Duration::from_secs(60),
+        fsync: FsyncPolicy::Always,
+        segment_size: 1 << 20,
+        queue: 4,
+    })
+    .unwrap();
+    let accepted = (0..20_000).filter(|&i| writer.submit(entry(i))).count() as u64;
+    let stats = writer.stats();
+    writer.close();
+    assert!(stats.dropped_total() > 0, "a 4-slot queue must overflow");
+    assert_eq!(accepted + stats.dropped_total(), 20_000);
+    let summary = audit::verify(&log, &audit::load_verifying_key(&public).unwrap()).unwrap();
+    assert_eq!(summary.entries, accepted);
+    assert_eq!(stats.records_total(), summary.records);
+    assert_eq!(stats.durable(), summary.records, "fsync: always leaves nothing undurable");
+    let _ = std::fs::remove_dir_all(&root);
+}
