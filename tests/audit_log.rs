@@ -153,6 +153,10 @@ fn a_full_queue_drops_and_counts_without_waiting_and_the_log_stays_intact() {
     let summary = audit::verify(&log, &audit::load_verifying_key(&public).unwrap()).unwrap();
     assert_eq!(summary.entries, accepted);
     assert_eq!(stats.records_total(), summary.records);
-    assert_eq!(stats.durable(), summary.records, "fsync: always leaves nothing undurable");
+    assert_eq!(
+        stats.durable(),
+        summary.records,
+        "fsync: always leaves nothing undurable"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
