@@ -264,11 +264,20 @@ async fn prometheus_computes_fleet_psi_from_the_bin_counters() {
         }
     }
 
-    // The shipped recording rules evaluate on the same data.
-    // Its first evaluations ran before any traffic (0/0: NaN).
+    // The shipped recording rules evaluate on the same data. Their first
+    // evaluations ran before any traffic (0/0: NaN), and later ones may have
+    // seen only part of it, so wait for an evaluation made after the last
+    // scrape checked above.
+    let scraped_all = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64();
     wait_until("the fleet PSI recording rule has values", || async {
         let recorded = query(&prometheus, "sidewatch:fleet_psi:10m").await;
-        recorded.len() == 2 && recorded.iter().all(|(_, v)| v.is_finite())
+        let evaluated = query(&prometheus, "min(timestamp(sidewatch:fleet_psi:10m))").await;
+        recorded.len() == 2
+            && recorded.iter().all(|(_, v)| v.is_finite())
+            && evaluated.first().is_some_and(|s| s.1 > scraped_all + 1.0)
     })
     .await;
     let recorded = query(&prometheus, "sidewatch:fleet_psi:10m").await;
