@@ -6,8 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,31 +18,7 @@ use http_body_util::Full;
 use sidewatch::alert::config::Secret;
 use sidewatch::alert::sink::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
 
-const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
-
-struct Alertmanager {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary() -> PathBuf {
-    let path = PathBuf::from(ALERTMANAGER);
-    assert!(
-        path.is_file(),
-        "{ALERTMANAGER} is not installed: scripts/test installs it from Debian's prometheus-alertmanager package"
-    );
-    path
-}
-
-async fn start_alertmanager(dir: &Path) -> Alertmanager {
-    let port = closed_port().await;
+async fn start_alertmanager(dir: &Path) -> Daemon {
     let config = dir.join("alertmanager.yml");
     std::fs::write(
         &config,
@@ -51,49 +26,21 @@ async fn start_alertmanager(dir: &Path) -> Alertmanager {
          receivers: [{ name: sink }]\n",
     )
     .expect("write alertmanager.yml");
-    let child = Command::new(binary())
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address={port}"))
+    let args = [
+        format!("--config.file={}", config.display()),
+        format!("--storage.path={}", dir.join("data").display()),
         // No gossip port: a single instance on loopback.
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let alertmanager = Alertmanager { child, addr: port };
-    wait_until("alertmanager is ready", || async {
-        let uri = format!("http://{}/-/ready", alertmanager.addr);
-        matches!(
-            tokio::time::timeout(DEADLINE, http1_client::<Full<Bytes>>().get(uri.parse().expect("uri"))).await,
-            Ok(Ok(response)) if response.status() == 200
-        )
-    })
-    .await;
-    alertmanager
-}
-
-/// Polls `probe` until it returns something, failing after [`DEADLINE`].
-async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        "--cluster.listen-address=".to_owned(),
+    ];
+    start_daemon(
+        &tool("prometheus-alertmanager", "prometheus-alertmanager"),
+        &args,
+    )
+    .await
 }
 
 /// Alertmanager's current (unresolved) alerts named `alertname`.
-async fn active_alerts(alertmanager: &Alertmanager, alertname: &str) -> Vec<serde_json::Value> {
+async fn active_alerts(alertmanager: &Daemon, alertname: &str) -> Vec<serde_json::Value> {
     let uri = format!("http://{}/api/v2/alerts", alertmanager.addr);
     let (parts, body) = send(
         Request::get(uri)

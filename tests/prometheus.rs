@@ -6,8 +6,8 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use bytes::Bytes;
 use common::*;
@@ -23,39 +23,12 @@ const RULES: &str = concat!(
     "/deploy/prometheus/sidewatch.rules.yml"
 );
 
-fn tool(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not installed: scripts/test installs it from Debian's prometheus package"
-            )
-        })
-}
-
 fn normal(rng: &mut fastrand::Rng) -> f64 {
     let (u, v) = (rng.f64().max(f64::MIN_POSITIVE), rng.f64());
     (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
 }
 
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_prometheus(dir: &Path, targets: &[SocketAddr]) -> Prometheus {
-    let port = closed_port().await;
+async fn start_prometheus(dir: &Path, targets: &[SocketAddr]) -> Daemon {
     let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
     let config = dir.join("prometheus.yml");
     std::fs::write(
@@ -67,36 +40,15 @@ async fn start_prometheus(dir: &Path, targets: &[SocketAddr]) -> Prometheus {
         ),
     )
     .expect("write prometheus.yml");
-    let child = Command::new(tool("prometheus"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let prometheus = Prometheus { child, addr: port };
-    wait_until("prometheus is ready", || async {
-        let uri = format!("http://{}/-/ready", prometheus.addr);
-        match tokio::time::timeout(
-            DEADLINE,
-            http1_client::<Full<Bytes>>().get(uri.parse().expect("uri")),
-        )
-        .await
-        {
-            Ok(Ok(response)) => response.status() == 200,
-            _ => false,
-        }
-    })
-    .await;
-    prometheus
+    let args = [
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+    ];
+    start_daemon(&tool("prometheus", "prometheus"), &args).await
 }
 
 /// Runs an instant query and returns `(labels, value)` per series.
-async fn query(prometheus: &Prometheus, promql: &str) -> Vec<(serde_json::Value, f64)> {
+async fn query(prometheus: &Daemon, promql: &str) -> Vec<(serde_json::Value, f64)> {
     let encoded: String = promql
         .bytes()
         .map(|b| match b {
@@ -296,7 +248,7 @@ async fn prometheus_computes_fleet_psi_from_the_bin_counters() {
 
 #[test]
 fn the_shipped_rules_pass_promtool() {
-    let output = Command::new(tool("promtool"))
+    let output = Command::new(tool("promtool", "prometheus"))
         .args(["check", "rules", RULES])
         .output()
         .expect("promtool");

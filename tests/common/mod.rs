@@ -227,8 +227,24 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    poll(what, || {
+        let holds = condition();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `probe` until it returns something, failing after [`DEADLINE`].
+pub async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
     let deadline = Instant::now() + DEADLINE;
-    while !condition().await {
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -245,4 +261,58 @@ pub async fn next_received(upstream: &mut Upstream) -> Received {
 /// `Arc` helper for upstream closures.
 pub fn shared<T>(value: T) -> Arc<T> {
     Arc::new(value)
+}
+
+/// An external server (Prometheus, Alertmanager) started for a test and
+/// killed when dropped.
+pub struct Daemon {
+    child: std::process::Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The installed tool `name` on PATH; `package` names the Debian package
+/// scripts/test installs it from, so a missing tool fails with a fix.
+pub fn tool(name: &str, package: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not installed: scripts/test installs it from Debian's {package} package"
+            )
+        })
+}
+
+/// Starts `program` with `args` plus `--web.listen-address` on a free
+/// loopback port, and waits until its `/-/ready` answers 200.
+pub async fn start_daemon(program: &std::path::Path, args: &[String]) -> Daemon {
+    let addr = closed_port().await;
+    let child = std::process::Command::new(program)
+        .args(args)
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let daemon = Daemon { child, addr };
+    wait_until(&format!("{} is ready", program.display()), || async {
+        let uri = format!("http://{addr}/-/ready");
+        matches!(
+            tokio::time::timeout(DEADLINE, http1_client::<Full<Bytes>>().get(uri.parse().expect("uri"))).await,
+            Ok(Ok(response)) if response.status() == 200
+        )
+    })
+    .await;
+    daemon
 }
