@@ -49,6 +49,12 @@ impl Workers {
     /// Starts one event-loop thread per `Shared` (each holds its own
     /// upstream clients); they serve what [`serve`] hands them.
     pub fn start(shared: Vec<Arc<Shared>>, drain: Duration) -> std::io::Result<Workers> {
+        if shared.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the proxy needs at least one thread",
+            ));
+        }
         let mut lanes = Vec::with_capacity(shared.len());
         let mut reports = Vec::with_capacity(shared.len());
         for (index, shared) in shared.into_iter().enumerate() {
@@ -143,9 +149,6 @@ pub async fn serve(
                 let Ok(stream) = stream.into_std() else {
                     continue;
                 };
-                if lanes.is_empty() {
-                    continue;
-                }
                 let lane = &lanes[next % lanes.len()];
                 next = next.wrapping_add(1);
                 let _ = lane.send(Accepted { stream, client, permit });
@@ -245,5 +248,19 @@ async fn sniff_h2(stream: &TcpStream) -> Option<bool> {
         // A first segment of one or two bytes is rare; wait for the rest
         // instead of spinning on the same peeked bytes.
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_need_at_least_one_thread() {
+        let error = Workers::start(Vec::new(), Duration::from_secs(1)).err();
+        assert_eq!(
+            error.map(|e| e.kind()),
+            Some(std::io::ErrorKind::InvalidInput)
+        );
     }
 }
