@@ -18,6 +18,7 @@ use super::error::{BodyTooLarge, ProxyError};
 use super::headers;
 use super::limit::BodyLimit;
 use super::tee::{ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
+use super::upstream::Lane;
 use crate::mirror::{HeaderCopy, RequestHead, ResponseHead};
 
 /// The body the proxy sends to clients: the upstream's, or its own error.
@@ -28,6 +29,7 @@ pub async fn handle(
     shared: Arc<Shared>,
     client: SocketAddr,
     forwarded_for: headers::ForwardedFor,
+    lane: Option<Lane>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let received = Instant::now();
@@ -36,7 +38,18 @@ pub async fn handle(
     let model = shared.routes.match_path(parts.uri.path());
     let model_label = model.unwrap_or(shared.stats.unknown_model());
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    headers::ensure_traceparent(&mut parts.headers);
+    // Before the tee copies the headers, so the copy holds the trace context
+    // the upstream gets.
+    let spans = match &shared.tracing {
+        None => {
+            headers::ensure_traceparent(&mut parts.headers);
+            None
+        }
+        Some(tracing) => {
+            let model = model.and_then(|m| shared.routes.name(m)).map(|m| &**m);
+            Some(tracing.start(&mut parts, client, model, &request_id, grpc))
+        }
+    };
 
     let cell = shared.mirror.as_ref().map(|sink| {
         Arc::new(ExchangeCell::new(
@@ -46,7 +59,7 @@ pub async fn handle(
             model.and_then(|m| shared.routes.name(m).cloned()),
             RequestHead {
                 method: parts.method.clone(),
-                uri: parts.uri.clone(),
+                uri: owned_uri(&parts.uri),
                 version: parts.version,
                 headers: HeaderCopy::copy_from(&parts.headers),
             },
@@ -62,6 +75,7 @@ pub async fn handle(
         first_byte: None,
         overhead: None,
         proxy_error: None,
+        spans,
     };
 
     let limit = shared.limits.max_body;
@@ -82,6 +96,9 @@ pub async fn handle(
     {
         parts.headers.insert(http::header::HOST, host);
     }
+    // A client that closes after this request would take its lane's
+    // upstream connection with it: the pool keeps that one for others.
+    let lane = lane.filter(|_| !headers::closes_after(&parts.headers, parts.version));
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded(&mut parts.headers, &forwarded_for, "http");
 
@@ -91,9 +108,16 @@ pub async fn handle(
     let refused = grpc.then(|| Arc::new(AtomicBool::new(false)));
     let body = RequestTap::new(body, BodyLimit::new(limit, grpc), refused.clone(), tee);
     let upstream_request = Request::from_parts(parts, body);
+    if let Some(spans) = &mut meta.spans {
+        spans.upstream_started();
+    }
     let upstream_sent = Instant::now();
     meta.upstream_sent = Some(upstream_sent);
-    match shared.upstream.send(upstream_request, grpc).await {
+    match shared
+        .upstream
+        .send(upstream_request, grpc, lane.as_ref())
+        .await
+    {
         Ok(response) => {
             let first_byte = Instant::now();
             meta.first_byte = Some(first_byte);
@@ -105,6 +129,9 @@ pub async fn handle(
                     .insert(headers::X_REQUEST_ID.clone(), request_id);
             }
             meta.status = parts.status.as_u16();
+            if grpc && let Some(spans) = &mut meta.spans {
+                spans.grpc_status(&parts.headers);
+            }
             let tee = cell.map(|cell| {
                 let head = ResponseHead {
                     status: parts.status,
@@ -148,6 +175,9 @@ fn synthetic(
         .insert(headers::X_REQUEST_ID.clone(), request_id.clone());
     meta.status = parts.status.as_u16();
     meta.proxy_error = Some(error.kind());
+    if grpc && let Some(spans) = &mut meta.spans {
+        spans.grpc_status(&parts.headers);
+    }
     // Waiting on a failed upstream is upstream time; only what came before is ours.
     meta.overhead = meta
         .upstream_sent
@@ -160,4 +190,11 @@ fn synthetic(
         (shared.max_payload, cell, head)
     });
     Response::from_parts(parts, ResponseTap::new(Either::Right(body), meta, tee))
+}
+
+/// A copy of `uri` with storage of its own. hyper's `Uri` is a slice of the
+/// connection's read buffer, and an exchange holding it in the mirror queue
+/// would make hyper allocate a new read buffer for the next request.
+fn owned_uri(uri: &http::Uri) -> http::Uri {
+    http::Uri::from_maybe_shared(Bytes::from(uri.to_string())).unwrap_or_else(|_| uri.clone())
 }

@@ -32,6 +32,15 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
 /// `TE: trailers` survives: gRPC servers require it, and it is the one TE
 /// value HTTP/2 allows.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names (comparisons, no
+    // hashing) spares the nine lookups below, twice per request.
+    let hop_by_hop = fixed_hop_by_hop();
+    if !headers
+        .keys()
+        .any(|name| name == header::TE || hop_by_hop.contains(&name))
+    {
+        return;
+    }
     if let Some(connection) = headers.get(&header::CONNECTION) {
         let named: Vec<HeaderName> = connection
             .to_str()
@@ -50,6 +59,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
     {
         headers.remove(&header::TE);
+    }
+}
+
+/// Whether the client will close its connection after this request
+/// (HTTP/1.0 without keep-alive, or `Connection: close`).
+pub fn closes_after(headers: &HeaderMap, version: http::Version) -> bool {
+    let connection = headers.get(&header::CONNECTION).map(HeaderValue::as_bytes);
+    let has = |token: &[u8]| {
+        connection.is_some_and(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    if version == http::Version::HTTP_10 {
+        !has(b"keep-alive")
+    } else {
+        has(b"close")
     }
 }
 
@@ -213,6 +239,24 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(h.get("x-request-id"), Some(&id));
         assert_ne!(ensure_request_id(&mut HeaderMap::new()), id);
+    }
+
+    #[test]
+    fn a_closing_client_is_told_from_a_keep_alive_one() {
+        use http::Version;
+        let with = |value: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = value {
+                h.insert(header::CONNECTION, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(!closes_after(&with(None), Version::HTTP_11));
+        assert!(closes_after(&with(Some("Close")), Version::HTTP_11));
+        assert!(closes_after(&with(Some("te, close")), Version::HTTP_11));
+        assert!(!closes_after(&with(Some("keep-alive")), Version::HTTP_11));
+        assert!(closes_after(&with(None), Version::HTTP_10));
+        assert!(!closes_after(&with(Some("Keep-Alive")), Version::HTTP_10));
     }
 
     #[test]

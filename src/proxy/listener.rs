@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use super::Shared;
 use super::error::ProxyError;
 use super::handler::handle;
+use super::upstream::Lane;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -210,8 +211,18 @@ async fn serve_connection(
     };
     let io = TokioIo::new(stream);
     let forwarded_for = super::headers::ForwardedFor::new(client.ip());
-    let service =
-        service_fn(move |request| handle(shared.clone(), client, forwarded_for.clone(), request));
+    // An HTTP/1.1 client runs one request at a time: it gets an upstream
+    // connection of its own.
+    let lane = (!h2).then(Lane::default);
+    let service = service_fn(move |request| {
+        handle(
+            shared.clone(),
+            client,
+            forwarded_for.clone(),
+            lane.clone(),
+            request,
+        )
+    });
     let result = if h2 {
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());

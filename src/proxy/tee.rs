@@ -103,6 +103,8 @@ pub struct ResponseMeta {
     pub overhead: Option<std::time::Duration>,
     /// Set when the proxy answered itself.
     pub proxy_error: Option<&'static str>,
+    /// The request's spans, when OTLP export is on; ended with the response.
+    pub spans: Option<Box<crate::telemetry::otel::RequestSpans>>,
 }
 
 struct ResponseTee {
@@ -217,6 +219,7 @@ impl Drop for ExchangeCell {
         };
         self.sink.offer(Exchange {
             request_id: std::mem::take(&mut self.request_id),
+            serial: 0,
             client: self.client,
             model: self.model.take(),
             request,
@@ -342,7 +345,7 @@ fn finish_response(
     tee: &mut Option<Box<ResponseTee>>,
     complete: bool,
 ) {
-    let Some(meta) = meta.take() else {
+    let Some(mut meta) = meta.take() else {
         return;
     };
     let done = Instant::now();
@@ -371,6 +374,9 @@ fn finish_response(
             done,
             proxy_error: meta.proxy_error,
         });
+    }
+    if let Some(spans) = meta.spans.take() {
+        spans.finish(meta.status, meta.proxy_error, complete);
     }
 }
 
@@ -407,6 +413,12 @@ where
             } else if let Some(trailers) = frame.trailers_ref() {
                 tee.trailers = Some(HeaderCopy::copy_from(trailers));
             }
+        }
+        if !frame.is_data()
+            && let Some(spans) = this.meta.as_mut().and_then(|m| m.spans.as_mut())
+            && let Some(trailers) = frame.trailers_ref()
+        {
+            spans.grpc_status(trailers);
         }
         if this.inner.is_end_stream() {
             finish_response(this.meta, this.tee, true);

@@ -1,15 +1,23 @@
-//! The pooled keep-alive clients that carry requests to the model server:
-//! HTTP/1.1 for ordinary requests and h2c (prior knowledge) for gRPC, or
-//! everything over h2c when configured.
+//! The connections that carry requests to the model server: HTTP/1.1 for
+//! ordinary requests and h2c (prior knowledge) for gRPC, or everything over
+//! h2c when configured.
+//!
+//! An HTTP/1.1 client connection sends one request at a time, so it gets an
+//! upstream connection of its own (a [`Lane`]) for as long as it lives: no
+//! pool lookup, lock or checkout per request, and the connection is reused
+//! with no other client's traffic in between. HTTP/2 clients multiplex many
+//! streams and share the pooled clients.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::error::{BodyTooLarge, ProxyError};
 use super::tee::RequestTap;
@@ -28,6 +36,19 @@ pub struct Upstream {
     authority: Authority,
     protocol: UpstreamProtocol,
     timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// One client connection's own HTTP/1.1 connection to the upstream, made
+/// on its first request. The lock is never contended: a client connection
+/// runs one request at a time, and only while the request is handed over.
+#[derive(Debug, Default, Clone)]
+pub struct Lane(Arc<Mutex<Option<http1::SendRequest<UpstreamBody>>>>);
+
+/// Why a lane could not carry a request.
+enum LaneError {
+    Connect(std::io::Error),
+    Request(hyper::Error),
 }
 
 impl Upstream {
@@ -37,9 +58,10 @@ impl Upstream {
         protocol: UpstreamProtocol,
         request_timeout: Duration,
     ) -> Self {
+        let connect_timeout = request_timeout.min(Duration::from_secs(5));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(request_timeout.min(Duration::from_secs(5))));
+        connector.set_connect_timeout(Some(connect_timeout));
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
@@ -58,16 +80,43 @@ impl Upstream {
             authority: target.authority.clone(),
             protocol,
             timeout: request_timeout,
+            connect_timeout,
         }
     }
 
-    /// Sends a request and waits for the response head, at most `request_timeout`.
+    /// Sends a request and waits for the response head, at most
+    /// `request_timeout`: on `lane` when the client connection has one and
+    /// the request goes over HTTP/1.1, else through the pool.
     pub async fn send(
         &self,
         mut request: Request<UpstreamBody>,
         grpc: bool,
+        lane: Option<&Lane>,
     ) -> Result<Response<Incoming>, (ProxyError, Option<UpstreamErrorKind>)> {
         let h2 = grpc || self.protocol == UpstreamProtocol::H2c;
+        if !h2 && let Some(lane) = lane {
+            let request = self.origin_form(request);
+            // Waiting for the previous response on this connection to end,
+            // or for a connection (under its own connect timeout), is not
+            // the upstream being slow to answer this request.
+            let (sender, fresh) = match self.ready_lane(lane).await {
+                Ok(ready) => ready,
+                Err(error) => return Err(self.lane_failure(error)),
+            };
+            return match tokio::time::timeout(
+                self.timeout,
+                self.send_on_lane(lane, sender, fresh, request),
+            )
+            .await
+            {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(error)) => Err(self.lane_failure(error)),
+                Err(_) => Err((
+                    ProxyError::UpstreamTimeout(self.timeout),
+                    Some(UpstreamErrorKind::Timeout),
+                )),
+            };
+        }
         let path = request
             .uri()
             .path_and_query()
@@ -97,11 +146,138 @@ impl Upstream {
         }
     }
 
+    /// `request` as a lane sends it: origin-form on the wire, as the pool
+    /// sends it; Host from the client, or the upstream's own name.
+    fn origin_form(&self, mut request: Request<UpstreamBody>) -> Request<UpstreamBody> {
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(path);
+        *request.version_mut() = Version::HTTP_11;
+        if !request.headers().contains_key(header::HOST)
+            && let Ok(host) = header::HeaderValue::from_str(self.authority.as_str())
+        {
+            request.headers_mut().insert(header::HOST, host);
+        }
+        request
+    }
+
+    /// The lane's connection, ready for a request: the idle one (once the
+    /// previous response has been read, which is at once unless an
+    /// HTTP/1.1 client pipelined), or a new one when there is none or the
+    /// upstream closed it. Whether it is new comes along.
+    async fn ready_lane(
+        &self,
+        lane: &Lane,
+    ) -> Result<(http1::SendRequest<UpstreamBody>, bool), LaneError> {
+        if let Some(mut sender) = lane.take().filter(|sender| !sender.is_closed())
+            && sender.ready().await.is_ok()
+        {
+            return Ok((sender, false));
+        }
+        let mut sender = self.connect().await?;
+        sender.ready().await.map_err(LaneError::Request)?;
+        Ok((sender, true))
+    }
+
+    /// Sends `request` on the lane's ready connection. A request that never
+    /// left (the upstream closed the reused connection just before) is sent
+    /// again on a fresh one, as the pool would; one that did leave is not,
+    /// since its body is gone.
+    async fn send_on_lane(
+        &self,
+        lane: &Lane,
+        mut sender: http1::SendRequest<UpstreamBody>,
+        fresh: bool,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, LaneError> {
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                lane.put(sender);
+                Ok(response)
+            }
+            Err(mut error) => match error.take_message() {
+                Some(unsent) if !fresh => {
+                    let mut sender = self.connect().await?;
+                    sender.ready().await.map_err(LaneError::Request)?;
+                    let response = sender
+                        .send_request(unsent)
+                        .await
+                        .map_err(LaneError::Request)?;
+                    lane.put(sender);
+                    Ok(response)
+                }
+                _ => Err(LaneError::Request(error.into_error())),
+            },
+        }
+    }
+
+    /// A lane's failure as the client sees it.
+    fn lane_failure(&self, error: LaneError) -> (ProxyError, Option<UpstreamErrorKind>) {
+        match error {
+            LaneError::Connect(error) => (
+                ProxyError::UpstreamUnreachable {
+                    upstream: self.authority.to_string(),
+                    reason: error.to_string(),
+                },
+                Some(UpstreamErrorKind::Connect),
+            ),
+            LaneError::Request(error) => self.classify_failure(&error, false),
+        }
+    }
+
+    /// A new HTTP/1.1 connection to the upstream, its driver spawned on
+    /// this thread's runtime.
+    async fn connect(&self) -> Result<http1::SendRequest<UpstreamBody>, LaneError> {
+        let address = format!(
+            "{}:{}",
+            self.authority.host(),
+            self.authority.port_u16().unwrap_or(80)
+        );
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect(address),
+        )
+        .await
+        .map_err(|_| {
+            LaneError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        })?
+        .map_err(LaneError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(LaneError::Request)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "Upstream connection ended with an error.");
+            }
+        });
+        Ok(sender)
+    }
+
     fn classify(
         &self,
         error: hyper_util::client::legacy::Error,
     ) -> (ProxyError, Option<UpstreamErrorKind>) {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        let connect = error.is_connect();
+        self.classify_failure(&error, connect)
+    }
+
+    /// A failed call as the client sees it: a body over the limit, an
+    /// unreachable upstream (`connect`), or anything else, with the
+    /// innermost cause as the reason.
+    fn classify_failure(
+        &self,
+        error: &(dyn std::error::Error + 'static),
+        connect: bool,
+    ) -> (ProxyError, Option<UpstreamErrorKind>) {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         let mut innermost = error.to_string();
         while let Some(cause) = source {
             if let Some(too_large) = cause.downcast_ref::<BodyTooLarge>() {
@@ -115,7 +291,7 @@ impl Upstream {
             innermost = cause.to_string();
             source = cause.source();
         }
-        if error.is_connect() {
+        if connect {
             (
                 ProxyError::UpstreamUnreachable {
                     upstream: self.authority.to_string(),
@@ -128,6 +304,20 @@ impl Upstream {
                 ProxyError::UpstreamFailed(innermost),
                 Some(UpstreamErrorKind::Protocol),
             )
+        }
+    }
+}
+
+// === impl Lane ===
+
+impl Lane {
+    fn take(&self) -> Option<http1::SendRequest<UpstreamBody>> {
+        self.0.lock().ok()?.take()
+    }
+
+    fn put(&self, sender: http1::SendRequest<UpstreamBody>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(sender);
         }
     }
 }
