@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
@@ -88,11 +89,12 @@ pub enum Signal {
     UpstreamErrorRate,
     /// `latency.p99`: the 99th percentile of request latency since start, in seconds.
     LatencyP99,
+    /// `audit.write_errors`: failed audit log writes or syncs since the last evaluation.
+    AuditWriteErrors,
 }
 
 /// Names of signals the design lists whose data does not exist yet.
 const NOT_YET: &[(&str, &str)] = &[
-    ("audit.write_errors", "arrives with the audit log"),
     ("signature.valid", "arrives with model signature checks"),
     ("extraction.suspects", "arrives with extraction detection"),
 ];
@@ -110,6 +112,10 @@ pub struct SinkConfig {
     pub backoff: Duration,
     /// Timeout of one HTTP attempt.
     pub timeout: Duration,
+    /// How `https` URLs are verified: the Mozilla roots built in (so a
+    /// distroless image needs no CA bundle) plus the certificates of
+    /// `ca_file` (PEM), for a private CA or a self-signed receiver.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// The sink types.
@@ -174,6 +180,7 @@ struct RawSink {
     kind: String,
     url: Option<String>,
     secret_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     queue: Option<u64>,
     max_attempts: Option<u32>,
     backoff: Option<Scalar>,
@@ -206,6 +213,7 @@ impl Signal {
             "mirror.drop_rate" => Some(Signal::MirrorDropRate),
             "upstream.error_rate" => Some(Signal::UpstreamErrorRate),
             "latency.p99" => Some(Signal::LatencyP99),
+            "audit.write_errors" => Some(Signal::AuditWriteErrors),
             _ => None,
         };
         if let Some(signal) = simple {
@@ -237,7 +245,7 @@ impl Signal {
         Err(format!(
             "{text:?} is not a signal; expected drift.<method>.<score|p_value>, drift.drifted_share, \
              anomaly.rate, concept.events, decode.error_rate, mirror.drop_rate, \
-             upstream.error_rate or latency.p99"
+             upstream.error_rate, latency.p99 or audit.write_errors"
         ))
     }
 
@@ -253,6 +261,7 @@ impl Signal {
             Signal::MirrorDropRate => "mirror.drop_rate".to_owned(),
             Signal::UpstreamErrorRate => "upstream.error_rate".to_owned(),
             Signal::LatencyP99 => "latency.p99".to_owned(),
+            Signal::AuditWriteErrors => "audit.write_errors".to_owned(),
         }
     }
 }
@@ -268,11 +277,15 @@ impl Threshold {
         }
     }
 
-    /// Whether `value` lets a firing alert resolve.
+    /// Whether `value` lets a firing alert resolve: once it is back at or
+    /// past the resolve threshold. Inclusive, so that without hysteresis
+    /// (`resolve` equal to the threshold) resolving is exactly the
+    /// condition no longer holding, and `above: 0` on a count resolves
+    /// when the count stops growing.
     pub fn cleared(&self, value: f64) -> bool {
         match self.comparison {
-            Comparison::Above => value < self.resolve,
-            Comparison::Below => value > self.resolve,
+            Comparison::Above => value <= self.resolve,
+            Comparison::Below => value >= self.resolve,
         }
     }
 }
@@ -469,18 +482,16 @@ fn sink(index: usize, raw: RawSink, problems: &mut Vec<Problem>) -> Option<SinkC
             return None;
         };
         match text.parse::<Uri>() {
-            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => Some(uri),
-            Ok(uri) if uri.scheme_str() == Some("https") => {
-                problems.push(Problem::new(
-                    path("url"),
-                    "https sinks arrive with upstream TLS support; use http:// (e.g. through a local relay)",
-                ));
-                None
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.authority().is_some() =>
+            {
+                Some(uri)
             }
             _ => {
                 problems.push(Problem::new(
                     path("url"),
-                    format!("{text:?} is not an absolute http:// URL"),
+                    format!("{text:?} is not an absolute http:// or https:// URL"),
                 ));
                 None
             }
@@ -562,6 +573,52 @@ fn sink(index: usize, raw: RawSink, problems: &mut Vec<Problem>) -> Option<SinkC
     };
     let backoff = duration("backoff", &raw.backoff, "500ms");
     let timeout = duration("timeout", &raw.timeout, "5s");
+    let https = raw
+        .url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    if raw.ca_file.is_some() && !https {
+        problems.push(Problem::new(
+            path("ca_file"),
+            "only applies to https:// URLs; use https or remove it",
+        ));
+    }
+    let ca = match &raw.ca_file {
+        None => Vec::new(),
+        Some(file) => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            match CertificateDer::pem_file_iter(file)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            {
+                Ok(certs) if !certs.is_empty() => certs,
+                Ok(_) => {
+                    problems.push(Problem::new(
+                        path("ca_file"),
+                        format!("{} holds no PEM certificate", file.display()),
+                    ));
+                    Vec::new()
+                }
+                Err(e) => {
+                    problems.push(Problem::new(
+                        path("ca_file"),
+                        format!("cannot read certificates from {}: {e}", file.display()),
+                    ));
+                    Vec::new()
+                }
+            }
+        }
+    };
+    let tls = match tls_config(&ca) {
+        Ok(tls) => Some(Arc::new(tls)),
+        Err(e) => {
+            problems.push(Problem::new(
+                path("ca_file"),
+                format!("cannot set up TLS: {e}"),
+            ));
+            None
+        }
+    };
     if problems.len() != before {
         return None;
     }
@@ -571,7 +628,26 @@ fn sink(index: usize, raw: RawSink, problems: &mut Vec<Problem>) -> Option<SinkC
         max_attempts,
         backoff,
         timeout,
+        tls: tls?,
     })
+}
+
+/// rustls with the ring provider, trusting the Mozilla roots and `extra`.
+fn tls_config(
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in extra {
+        roots.add(cert.clone())?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// A secret file usually ends in a newline that is not part of the key.
@@ -644,19 +720,23 @@ mod tests {
     #[test]
     fn bad_rules_and_sinks_are_reported_with_paths() {
         let (_, problems) = validate(
-            "rules:\n  - {name: A, signal: audit.write_errors, above: 1}\n  - {name: B, signal: drift.psi.p_value, above: 1}\n\
+            "rules:\n  - {name: A, signal: signature.valid, above: 1}\n  - {name: B, signal: drift.psi.p_value, above: 1}\n\
              \x20 - {name: C, signal: latency.p99, above: 1, resolve_below: 2}\n  - {name: D, signal: latency.p99}\n\
-             sinks:\n  - {type: pager}\n  - {type: webhook, url: \"http://x/\"}\n  - {type: alertmanager, url: \"https://am\"}\n",
+             sinks:\n  - {type: pager}\n  - {type: webhook, url: \"http://x/\"}\n  - {type: alertmanager, url: \"ftp://am\"}\n\
+             \x20 - {type: alertmanager, url: \"https://am\", ca_file: /nonexistent.pem}\n\
+             \x20 - {type: log, ca_file: /etc/hostname}\n",
         );
         let joined = problems.join("\n");
         for expected in [
-            "alerts.rules[0].signal: signal \"audit.write_errors\" is not available yet",
+            "alerts.rules[0].signal: signal \"signature.valid\" is not available yet",
             "alerts.rules[1].signal: psi has no p-value",
             "alerts.rules[2].resolve_below",
             "alerts.rules[3].above: a threshold",
             "alerts.sinks[0].type",
             "alerts.sinks[1].secret_file",
             "alerts.sinks[2].url",
+            "alerts.sinks[3].ca_file: cannot read certificates from /nonexistent.pem",
+            "alerts.sinks[4].ca_file: only applies to https:// URLs",
         ] {
             assert!(
                 joined.contains(expected),

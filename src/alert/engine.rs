@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -24,6 +25,9 @@ use super::sink::SinkHandle;
 pub struct AlertRegistry {
     state: Mutex<Published>,
     rules: Vec<(String, String)>,
+    /// The firing alerts' `model` label (if any) and fingerprint, swapped
+    /// whole at each evaluation so the audit feed reads it without a lock.
+    firing: ArcSwap<Vec<(Option<String>, String)>>,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +64,7 @@ impl AlertRegistry {
     pub fn new(rules: &[Rule]) -> Self {
         AlertRegistry {
             state: Mutex::default(),
+            firing: ArcSwap::default(),
             rules: rules
                 .iter()
                 .map(|r| (r.name.clone(), r.severity.clone()))
@@ -95,7 +100,25 @@ impl AlertRegistry {
         }
     }
 
+    /// Fingerprints of the alerts firing now that concern `model`: those
+    /// labelled with it and those about no model in particular.
+    pub fn firing_for(&self, model: Option<&str>) -> Vec<String> {
+        self.firing
+            .load()
+            .iter()
+            .filter(|(label, _)| label.is_none() || label.as_deref() == model)
+            .map(|(_, fingerprint)| fingerprint.clone())
+            .collect()
+    }
+
     fn publish(&self, alerts: Vec<Alert>, at: SystemTime) {
+        self.firing.store(Arc::new(
+            alerts
+                .iter()
+                .filter(|a| a.state == AlertState::Firing)
+                .map(|a| (a.labels.get("model").cloned(), a.fingerprint.clone()))
+                .collect(),
+        ));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.alerts = alerts;
         state.evaluations += 1;

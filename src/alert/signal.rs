@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::config::{Rule, Signal, glob_match};
 use super::rules::Sample;
+use crate::audit::AuditStats;
 use crate::mirror::MirrorStats;
 use crate::monitor::stats::ANOMALY_DETECTORS;
 use crate::monitor::{DriftReports, MonitorView};
@@ -23,6 +24,8 @@ pub struct Sources {
     pub mirror: Option<Arc<MirrorStats>>,
     /// Model labels the proxy counts under (configured names plus `unknown`).
     pub models: Vec<String>,
+    /// The audit writer's counters, when the audit log is on.
+    pub audit: Option<Arc<AuditStats>>,
 }
 
 /// One evaluation's view of every source, and the counters of the previous
@@ -207,6 +210,16 @@ impl Sampler {
                     .sum();
                 let total = sources.proxy.requests_total();
                 if let Some(value) = self.rate("upstream".to_owned(), errors, total) {
+                    out.push(Sample {
+                        labels: BTreeMap::new(),
+                        value,
+                    });
+                }
+            }
+            Signal::AuditWriteErrors => {
+                if let Some(audit) = &sources.audit
+                    && let Some(value) = self.delta("audit".to_owned(), audit.write_errors_total())
+                {
                     out.push(Sample {
                         labels: BTreeMap::new(),
                         value,

@@ -11,6 +11,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use http::header::CONTENT_TYPE;
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -49,9 +50,12 @@ enum DeliveryError {
     Permanent(String),
 }
 
+/// HTTP client of a sink: `http://` as is, `https://` over rustls.
+type SinkClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 struct Sink {
     config: SinkConfig,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: SinkClient,
     generator_url: String,
     resend_every: Duration,
 }
@@ -73,8 +77,8 @@ impl SinkHandle {
         };
         let (queue, receiver) = mpsc::channel(config.queue);
         let sink = Sink {
+            client: client(&config.tls),
             config,
-            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
             generator_url,
             resend_every,
         };
@@ -86,6 +90,17 @@ impl SinkHandle {
     pub fn offer(&self, notification: Notification) -> bool {
         self.queue.try_send(notification).is_ok()
     }
+}
+
+/// A client for `http://` and `https://` URLs, the latter verified as
+/// the sink's config says (`SinkConfig::tls`).
+fn client(tls: &rustls::ClientConfig) -> SinkClient {
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 // === impl Sink ===
