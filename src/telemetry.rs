@@ -1,4 +1,5 @@
-//! Telemetry: the sidecar's own metrics and logs.
+//! Telemetry: the sidecar's own metrics and logs, and OpenTelemetry traces
+//! ([`otel`]).
 //!
 //! Hot-path counters are plain atomics and latency cells are striped per
 //! thread, so recording never contends; the Prometheus encoding happens at
@@ -6,6 +7,7 @@
 
 pub mod latency;
 pub mod metrics;
+pub mod otel;
 
 pub use latency::{LatencySample, LatencyStats};
 pub use metrics::{ProxyStats, UpstreamErrorKind};
