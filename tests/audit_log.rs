@@ -1,11 +1,14 @@
 //! The audit log end to end: writer → segments → verify, query, keygen and
 //! torn-tail recovery, through the library and the real binary.
 
+mod audit_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sidewatch::audit::{self, Entry, Filter, FsyncPolicy, Verdicts, Writer, WriterOptions};
+use audit_support::{cli, entry};
+use sidewatch::audit::{self, Filter, FsyncPolicy, Writer, WriterOptions};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sw-audit-{name}-{}", std::process::id()));
@@ -28,22 +31,6 @@ fn keys(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("audit.key"), dir.join("audit.pub"))
 }
 
-fn entry(i: u64) -> Entry {
-    Entry {
-        request_id: format!("req-{i}"),
-        client: format!("10.0.0.{}", i % 3),
-        model: Some(if i.is_multiple_of(2) { "iris" } else { "wine" }.into()),
-        route: "POST /v2/models/iris/infer".into(),
-        status: 200,
-        latency_us: 1000 + i,
-        verdicts: Verdicts {
-            flagged: i.is_multiple_of(10),
-            ..Verdicts::default()
-        },
-        ..Entry::default()
-    }
-}
-
 fn write(dir: &Path, key: &Path, range: std::ops::Range<u64>) {
     let writer = Writer::open(WriterOptions {
         dir: dir.to_path_buf(),
@@ -53,6 +40,8 @@ fn write(dir: &Path, key: &Path, range: std::ops::Range<u64>) {
         fsync: FsyncPolicy::Always,
         segment_size: 2048,
         queue: 10_000,
+        encryption: None,
+        retention: audit::Retention::default(),
     })
     .unwrap();
     for i in range {
@@ -64,14 +53,6 @@ fn write(dir: &Path, key: &Path, range: std::ops::Range<u64>) {
     assert_eq!(stats.dropped_total(), 0);
 }
 
-fn cli(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sidewatch"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn written_log_verifies_queries_and_survives_a_torn_tail() {
     let root = temp_dir("e2e");
@@ -79,7 +60,7 @@ fn written_log_verifies_queries_and_survives_a_torn_tail() {
     let log = root.join("log");
     write(&log, &key, 0..100);
 
-    let summary = audit::verify(&log, &audit::load_verifying_key(&public).unwrap()).unwrap();
+    let summary = audit::verify(&log, &audit::load_verifying_key(&public).unwrap(), &[]).unwrap();
     assert_eq!(summary.entries, 100);
     assert!(summary.segments > 1, "rotation by size: {summary:?}");
     assert!(summary.checkpoints > 100 / 16);
@@ -106,7 +87,7 @@ fn written_log_verifies_queries_and_survives_a_torn_tail() {
         request_id: Some("req-42".into()),
         ..Filter::default()
     };
-    assert_eq!(audit::query(&log, &filter, &mut one).unwrap(), 1);
+    assert_eq!(audit::query(&log, &filter, &[], &mut one).unwrap(), 1);
 
     // A torn tail: half a frame after the closing checkpoint.
     let (_, last) = sidewatch::audit::segment::list(&log)
@@ -124,7 +105,7 @@ fn written_log_verifies_queries_and_survives_a_torn_tail() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("torn"));
 
     write(&log, &key, 100..150);
-    let summary = audit::verify(&log, &audit::load_verifying_key(&public).unwrap()).unwrap();
+    let summary = audit::verify(&log, &audit::load_verifying_key(&public).unwrap(), &[]).unwrap();
     assert_eq!(summary.entries, 150);
     assert_eq!(summary.recoveries, 1);
     let _ = std::fs::remove_dir_all(&root);
@@ -143,6 +124,8 @@ fn a_full_queue_drops_and_counts_without_waiting_and_the_log_stays_intact() {
         fsync: FsyncPolicy::Always,
         segment_size: 1 << 20,
         queue: 4,
+        encryption: None,
+        retention: audit::Retention::default(),
     })
     .unwrap();
     let accepted = (0..20_000).filter(|&i| writer.submit(entry(i))).count() as u64;
@@ -150,7 +133,7 @@ fn a_full_queue_drops_and_counts_without_waiting_and_the_log_stays_intact() {
     writer.close();
     assert!(stats.dropped_total() > 0, "a 4-slot queue must overflow");
     assert_eq!(accepted + stats.dropped_total(), 20_000);
-    let summary = audit::verify(&log, &audit::load_verifying_key(&public).unwrap()).unwrap();
+    let summary = audit::verify(&log, &audit::load_verifying_key(&public).unwrap(), &[]).unwrap();
     assert_eq!(summary.entries, accepted);
     assert_eq!(stats.records_total(), summary.records);
     assert_eq!(

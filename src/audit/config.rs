@@ -41,10 +41,12 @@ pub struct AuditConfig {
     pub fsync: FsyncPolicy,
     /// Segment rotation size in bytes.
     pub segment_size: u64,
-    /// Segments older than this may be pruned (not implemented yet).
+    /// Segments whose last write is older than this are pruned.
     pub max_age: Option<Duration>,
-    /// File holding a 256-bit key for encryption at rest (not implemented
-    /// yet: validation refuses it rather than silently writing plaintext).
+    /// At most this many segments are kept (the current one included).
+    pub max_segments: Option<u64>,
+    /// File holding the 256-bit XChaCha20-Poly1305 key for encryption at
+    /// rest (`sidewatch keygen --encryption`); plaintext when absent.
     pub encryption_key: Option<PathBuf>,
 }
 
@@ -77,6 +79,7 @@ struct RawCheckpoint {
 #[serde(deny_unknown_fields)]
 struct RawRetention {
     max_age: Option<Scalar>,
+    max_segments: Option<u64>,
 }
 
 // === impl RawAudit ===
@@ -164,10 +167,24 @@ impl RawAudit {
                     4096
                 }
             };
-        if self.encryption_key.is_some() {
+        let max_segments = match self.retention.max_segments {
+            Some(0) => {
+                problems.push(Problem::new(
+                    "audit.retention.max_segments",
+                    "must be at least 1 (the segment being written is always kept)",
+                ));
+                None
+            }
+            n => n,
+        };
+        if self
+            .encryption_key
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
             problems.push(Problem::new(
                 "audit.encryption_key",
-                "encryption at rest is not implemented yet; remove the key rather than assume it",
+                "must name a key file (write one with `sidewatch keygen --encryption --out DIR`)",
             ));
         }
         (problems.len() == before).then_some(AuditConfig {
@@ -180,6 +197,7 @@ impl RawAudit {
             fsync,
             segment_size,
             max_age,
+            max_segments,
             encryption_key: self.encryption_key,
         })
     }
@@ -201,7 +219,8 @@ mod tests {
         let (config, problems) = validate(
             "dir: /var/lib/sidewatch/audit\npayloads: flagged\nredact: [/inputs/0/data]\n\
              signing_key: keys/audit.key\ncheckpoint: { every: 1000, interval: 10s }\n\
-             fsync: 100ms\nsegment_size: 64MiB\nretention: { max_age: 30d }\nencryption_key: null\n",
+             fsync: 100ms\nsegment_size: 64MiB\nretention: { max_age: 30d, max_segments: 100 }\n\
+             encryption_key: keys/audit.enc\n",
         );
         assert!(problems.is_empty(), "{problems:?}");
         let config = config.unwrap();
@@ -212,6 +231,8 @@ mod tests {
         );
         assert_eq!(config.segment_size, 64 << 20);
         assert_eq!(config.max_age, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(config.max_segments, Some(100));
+        assert_eq!(config.encryption_key, Some(PathBuf::from("keys/audit.enc")));
         let (config, _) = validate("dir: a\nsigning_key: k\nfsync: always\n");
         let config = config.unwrap();
         assert_eq!(config.fsync, FsyncPolicy::Always);
@@ -223,7 +244,8 @@ mod tests {
     fn every_problem_is_reported_with_its_path() {
         let (config, problems) = validate(
             "payloads: some\nredact: [inputs]\ncheckpoint: { every: 0, interval: 0s }\n\
-             fsync: sometimes\nsegment_size: 1KiB\nencryption_key: k\n",
+             fsync: sometimes\nsegment_size: 1KiB\nencryption_key: \"\"\n\
+             retention: { max_age: 0s, max_segments: 0 }\n",
         );
         assert!(config.is_none());
         for path in [
@@ -236,6 +258,8 @@ mod tests {
             "audit.fsync",
             "audit.segment_size",
             "audit.encryption_key",
+            "audit.retention.max_age",
+            "audit.retention.max_segments",
         ] {
             assert!(
                 problems.iter().any(|p| p.starts_with(path)),

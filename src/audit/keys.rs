@@ -41,7 +41,7 @@ pub fn generate_keys(dir: &Path) -> Result<(PathBuf, PathBuf), AuditError> {
     Ok((secret, public))
 }
 
-fn write_new(path: &Path, mode: u32, hex: &str) -> Result<(), AuditError> {
+pub(crate) fn write_new(path: &Path, mode: u32, hex: &str) -> Result<(), AuditError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -1,11 +1,13 @@
 //! `sidewatch audit query`: matching records as JSONL.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
 use super::AuditError;
+use super::crypt::{EncryptionKey, find_key};
 use super::record::{Body, Record};
-use super::segment;
+use super::segment::{self, Header};
 
 /// Which records to print; every set field must match.
 #[derive(Debug, Clone, Default)]
@@ -56,18 +58,43 @@ impl Filter {
 }
 
 /// Writes the records in `dir` that match `filter` to `out`, one JSON
-/// object per line; returns how many. Unreadable frames end a segment's
-/// scan (use `audit verify` to find out why).
-pub fn query(dir: &Path, filter: &Filter, out: &mut dyn Write) -> Result<u64, AuditError> {
+/// object per line; returns how many. Encrypted segments are opened with
+/// the key among `keys` that their header names; without it, the error
+/// says which key id is needed. Unreadable frames (and envelopes that fail
+/// to open) are skipped: use `audit verify` to find out why.
+pub fn query(
+    dir: &Path,
+    filter: &Filter,
+    keys: &[EncryptionKey],
+    out: &mut dyn Write,
+) -> Result<u64, AuditError> {
     let mut n = 0;
-    for (_, path) in segment::list(dir)? {
+    for (first, path) in segment::list(dir)? {
         let bytes = std::fs::read(&path).map_err(|e| AuditError::io(&path, e))?;
-        for frame in segment::scan(&bytes).frames {
-            let Ok(record) = Record::parse(&frame.body) else {
+        let scan = segment::scan(&bytes);
+        let opener = match scan.header {
+            Some(Header::Encrypted(id)) => Some((
+                find_key(keys, &id).map_err(|reason| AuditError::Key {
+                    path: path.clone(),
+                    reason,
+                })?,
+                Header::Encrypted(id).bytes(),
+            )),
+            _ => None,
+        };
+        for (seq, frame) in (first..).zip(&scan.frames) {
+            let plain = match &opener {
+                Some((key, header)) => match key.open(header, seq, &frame.body) {
+                    Ok(plain) => Cow::Owned(plain),
+                    Err(_) => continue,
+                },
+                None => Cow::Borrowed(&frame.body[..]),
+            };
+            let Ok(record) = Record::parse(&plain) else {
                 continue;
             };
             if filter.matches(&record) {
-                out.write_all(&frame.body)
+                out.write_all(&plain)
                     .and_then(|()| out.write_all(b"\n"))
                     .map_err(|e| AuditError::io("stdout", e))?;
                 n += 1;

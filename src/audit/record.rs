@@ -42,6 +42,11 @@ pub enum Body {
     Checkpoint(Checkpoint),
     /// The writer cut a torn tail on start-up.
     Recovery(Recovery),
+    /// The writer removed the oldest segments under the retention policy.
+    Prune(Prune),
+    /// On start-up the writer found that the previous run had not closed
+    /// the log: it was killed, crashed or lost power.
+    UncleanStop(UncleanStop),
 }
 
 /// One proxied exchange and what sidewatch made of it.
@@ -88,6 +93,11 @@ pub struct Verdicts {
     pub violations: Vec<String>,
     /// Whether the model was drifted as of the latest evaluation.
     pub drifted: bool,
+    /// Rows of the request handed to the detectors.
+    pub rows: u32,
+    /// Rows whose verdict is included here: fewer than `rows` when the
+    /// detectors fell behind and the entry was written without them.
+    pub judged: u32,
 }
 
 /// One anomaly detector's flag.
@@ -126,6 +136,16 @@ pub struct Checkpoint {
     pub sig: String,
 }
 
+/// The previous run's end, when it did not close the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UncleanStop {
+    /// The sequence of the last whole record it left.
+    pub last_seq: u64,
+    /// The segment it was writing (the last one at start-up).
+    pub segment: String,
+}
+
 /// A torn tail cut on start-up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +158,25 @@ pub struct Recovery {
     pub bytes_cut: u64,
 }
 
+/// Segments removed under `audit.retention`: what `verify` needs to tell
+/// lawful pruning from deletion. A signed checkpoint follows it at once,
+/// and the files are removed only once both are on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prune {
+    /// Which limit: `max_segments`, `max_age` or both, comma-separated.
+    pub reason: String,
+    /// The segment files removed, oldest first.
+    pub segments: Vec<String>,
+    /// The first sequence removed (the log's first before the pruning).
+    pub first_seq: u64,
+    /// The last sequence removed; the log now starts at the next one.
+    pub last_seq: u64,
+    /// Hex SHA-256 of record `last_seq`: the `prev` of the first record
+    /// kept, from which verification continues the chain.
+    pub head: String,
+}
+
 // === impl Record ===
 
 impl Record {
@@ -146,6 +185,16 @@ impl Record {
         // Serializing these plain structs cannot fail: every map key is a
         // string and non-finite scores are mapped to `None` beforehand.
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Appends the canonical bytes to `out` (what [`Record::canonical`]
+    /// returns, without an allocation of its own).
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        // As above: cannot fail; were it to, nothing half-written stays.
+        if serde_json::to_writer(&mut *out, self).is_err() {
+            out.truncate(start);
+        }
     }
 
     /// Parses canonical bytes, refusing any other encoding of the value.

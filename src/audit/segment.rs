@@ -1,17 +1,33 @@
 //! Framing and segment files.
 //!
-//! A segment is `audit-<first seq, 20 digits>.log`: the 8-byte magic
-//! [`MAGIC`], then frames `len (u32 LE) | body | check`, where `check` is
-//! the first 4 bytes of SHA-256(body). The check finds a torn tail without
-//! a second checksum crate: the hash is computed anyway for the chain.
+//! A segment is `audit-<first seq, 20 digits>.log`: a header — the 8-byte
+//! magic [`MAGIC`], or [`MAGIC_ENCRYPTED`] and the 8-byte id of the key
+//! that encrypts it — then frames `len (u32 LE) | body | check`, where
+//! `check` is the first 4 bytes of SHA-256(body). The check finds a torn
+//! tail without a second checksum crate: the hash is computed anyway for
+//! the chain. In an encrypted segment `body` is an envelope (see
+//! [`super::crypt`]), so the chain and the check cover what is stored and
+//! a torn tail is found without the key.
 
 use std::path::{Path, PathBuf};
 
 use super::AuditError;
 use super::record::sha256;
 
-/// The first bytes of every segment file.
+/// The first bytes of a plaintext segment file.
 pub const MAGIC: &[u8; 8] = b"SWAUDIT1";
+
+/// The first bytes of an encrypted segment file, followed by the key id.
+pub const MAGIC_ENCRYPTED: &[u8; 8] = b"SWAUDIX1";
+
+/// A segment's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    /// Bodies are canonical records.
+    Plain,
+    /// Bodies are envelopes sealed with the key of this id.
+    Encrypted([u8; 8]),
+}
 
 /// The largest body a frame may hold; a longer length is a torn or
 /// corrupt frame, not an allocation to attempt.
@@ -35,22 +51,54 @@ pub struct Frame {
 /// and why the readable part stops.
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// The header, when it is one.
+    pub header: Option<Header>,
     /// Whole, checked frames in order.
     pub frames: Vec<Frame>,
     /// Offset and reason of the first unreadable byte, if any.
     pub torn: Option<(u64, &'static str)>,
 }
 
-// === impl Scan ===
+// === impl Header ===
+
+impl Header {
+    /// The header's bytes as written at the start of the file.
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            Header::Plain => MAGIC.to_vec(),
+            Header::Encrypted(id) => [&MAGIC_ENCRYPTED[..], id].concat(),
+        }
+    }
+
+    /// The header at the start of `bytes`, if there is one.
+    pub fn parse(bytes: &[u8]) -> Option<Header> {
+        if bytes.starts_with(MAGIC) {
+            return Some(Header::Plain);
+        }
+        let id = bytes.strip_prefix(MAGIC_ENCRYPTED)?.get(..8)?;
+        let mut out = [0u8; 8];
+        out.copy_from_slice(id);
+        Some(Header::Encrypted(out))
+    }
+
+    /// Its length in bytes.
+    pub fn size(&self) -> usize {
+        match self {
+            Header::Plain => MAGIC.len(),
+            Header::Encrypted(_) => MAGIC_ENCRYPTED.len() + 8,
+        }
+    }
+}
 
 /// Splits a segment's bytes into frames.
 pub fn scan(bytes: &[u8]) -> Scan {
     let mut out = Scan::default();
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+    let Some(header) = Header::parse(bytes) else {
         out.torn = Some((0, "missing or bad segment header"));
         return out;
-    }
-    let mut at = MAGIC.len();
+    };
+    out.header = Some(header);
+    let mut at = header.size();
     while at < bytes.len() {
         let Some(len) = bytes.get(at..at + 4) else {
             out.torn = Some((at as u64, "truncated frame length"));
