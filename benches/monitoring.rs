@@ -186,6 +186,7 @@ fn exchange(
     let received = Instant::now();
     Exchange {
         request_id: "bench-1".to_owned(),
+        serial: 0,
         client: SocketAddr::from(([127, 0, 0, 1], 40000)),
         model: Some(Arc::from("bench")),
         request: RequestHead {

@@ -142,6 +142,7 @@ impl Fixture {
             first_byte: Some(now),
             overhead: Some(Duration::from_micros(5)),
             proxy_error: None,
+            spans: None,
         };
         let tee = cell.map(|cell| {
             let head = ResponseHead {

@@ -86,6 +86,15 @@ impl AdminState {
         }
     }
 
+    /// Adds a collector to `/metrics`.
+    pub fn with_collector(
+        mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) -> Self {
+        self.registry.register_collector(collector);
+        self
+    }
+
     /// Serves `/v1/alerts` and the alert metrics from the engine's registry.
     pub fn with_alerts(mut self, alerts: Arc<AlertRegistry>) -> Self {
         self.registry.register_collector(Box::new(alerts.clone()));

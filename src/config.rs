@@ -54,6 +54,8 @@ pub struct Config {
     pub alerts: crate::alert::AlertsConfig,
     /// The forensic audit log, when `audit:` is configured.
     pub audit: Option<crate::audit::AuditConfig>,
+    /// OpenTelemetry export (off unless `telemetry.otlp_endpoint` is set).
+    pub telemetry: crate::telemetry::otel::TelemetryConfig,
 }
 
 /// Where the model server is reached.

@@ -23,6 +23,7 @@
 
 mod anomalies;
 mod baseline;
+mod evidence;
 mod labels;
 pub mod model;
 mod outlier;
@@ -44,6 +45,7 @@ use crate::config::{Config, Overrides};
 use crate::sidecar::Sidecar;
 use anomalies::AnomalyTally;
 use baseline::BaselineFile;
+use evidence::Evidence;
 use labels::LabelStats;
 use model::{FEATURES, MODEL_NAME, ModelServer};
 use traffic::TrafficStats;
@@ -96,8 +98,9 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         .context("cannot listen for the model server")?;
     let model = ModelServer::start(listener).context("cannot start the model server")?;
     let baseline = BaselineFile::create()?;
+    let evidence = Evidence::create()?;
     let timing = DriftTiming::for_run(duration);
-    let sidecar = start_sidecar(model.addr(), baseline.path(), timing).await?;
+    let sidecar = start_sidecar(model.addr(), baseline.path(), &evidence, timing).await?;
     let monitor = sidecar
         .monitor()
         .context("the sidecar does not monitor anything")?;
@@ -113,6 +116,7 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     let label_stats = Arc::new(LabelStats::default());
     let (label_tx, label_rx) = tokio::sync::mpsc::unbounded_channel();
     let started = Instant::now();
+    let shift_at = evidence::shift_time(SystemTime::now(), drift_start);
     let mut tally = AnomalyTally::new(&monitor, SystemTime::now(), drift_start);
     let labeller = tokio::spawn(labels::run(
         sidecar.admin_addr(),
@@ -194,8 +198,13 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
             timing
         )
     );
+    let mut alerts = String::new();
+    evidence::alert_summary(sidecar.alerts().map(|r| &**r), shift_at, &mut alerts);
+    print!("{alerts}");
     let stopped = sidecar.shutdown().await;
     model.shutdown().await;
+    // The log is closed (final checkpoint) only once the sidecar stopped.
+    print!("{}", evidence.verify());
     println!("{}", report::stopped(stopped));
     traffic_result.context("the traffic generator failed")
 }
@@ -219,10 +228,12 @@ fn free_or_any(port: u16) -> SocketAddr {
 async fn start_sidecar(
     upstream: SocketAddr,
     baseline: &Path,
+    evidence: &Evidence,
     timing: DriftTiming,
 ) -> anyhow::Result<Sidecar> {
     let (listen, admin) = (free_or_any(PROXY_PORT), free_or_any(ADMIN_PORT));
-    match Sidecar::start_monitoring(&config(listen, admin, upstream, baseline, timing)?).await {
+    let files = Files { baseline, evidence };
+    match Sidecar::start_monitoring(&config(listen, admin, upstream, &files, timing)?).await {
         Ok(sidecar) => return Ok(sidecar),
         // Another process may have taken a port since it was probed.
         Err(error) if (listen, admin) != (any_port(), any_port()) => {
@@ -230,10 +241,25 @@ async fn start_sidecar(
         }
         Err(error) => return Err(error).context("cannot start the sidecar"),
     }
-    let config = config(any_port(), any_port(), upstream, baseline, timing)?;
+    let config = config(any_port(), any_port(), upstream, &files, timing)?;
     Sidecar::start_monitoring(&config)
         .await
         .context("cannot start the sidecar")
+}
+
+/// The files the demo's config names.
+struct Files<'a> {
+    baseline: &'a Path,
+    evidence: &'a Evidence,
+}
+
+/// A path as a YAML scalar: a JSON string is a valid YAML double-quoted
+/// scalar, whatever the path holds.
+fn yaml_path(path: &Path) -> anyhow::Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("the path {} is not UTF-8", path.display()))?;
+    serde_json::to_string(text).context("cannot quote a path")
 }
 
 /// The sidecar's config for the demo, written as a user would write it.
@@ -241,14 +267,13 @@ fn config(
     listen: SocketAddr,
     admin: SocketAddr,
     upstream: SocketAddr,
-    baseline: &Path,
+    files: &Files<'_>,
     timing: DriftTiming,
 ) -> anyhow::Result<Config> {
-    let baseline = baseline
-        .to_str()
-        .with_context(|| format!("the baseline path {} is not UTF-8", baseline.display()))?;
-    // A JSON string is a valid YAML double-quoted scalar, whatever the path holds.
-    let baseline = serde_json::to_string(baseline).context("cannot quote the baseline path")?;
+    let baseline = yaml_path(files.baseline)?;
+    let audit_dir = yaml_path(files.evidence.log())?;
+    let signing_key = yaml_path(files.evidence.signing_key())?;
+    let alert = evidence::ALERT;
     let yaml = format!(
         r#"
 listen: "{listen}"
@@ -277,6 +302,26 @@ limits:
   request_timeout: 5s
 shutdown:
   drain: 2s
+alerts:
+  evaluate_every: 250ms
+  rules:
+    # Half the features drifting is no chance flag: one of four at most.
+    - name: {alert}
+      signal: drift.drifted_share
+      above: 0.3
+      resolve_below: 0.1
+      for: 500ms
+      severity: warning
+      annotations:
+        summary: "{{{{ labels.model }}}}: a share of {{{{ value }}}} of its features drifted (threshold {{{{ threshold }}}})"
+        runbook_url: https://example.com/runbooks/feature-drift
+  sinks: [{{ type: log }}]
+audit:
+  dir: {audit_dir}
+  payloads: flagged
+  redact: [/parameters]
+  signing_key: {signing_key}
+  checkpoint: {{ every: 1000, interval: 5s }}
 "#,
         features = FEATURES.join(", "),
         window = timing.window.as_millis(),
@@ -348,8 +393,13 @@ mod tests {
         let addr = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let baseline = Path::new("/tmp/odd \"dir\"/iris.baseline.json");
         let timing = DriftTiming::for_run(Duration::from_secs(30));
+        let evidence = Evidence::create().expect("key pair");
+        let files = Files {
+            baseline,
+            evidence: &evidence,
+        };
         let config =
-            config(addr(8000), addr(0), addr(40_000), baseline, timing).expect("valid config");
+            config(addr(8000), addr(0), addr(40_000), &files, timing).expect("valid config");
         assert_eq!(config.listen, addr(8000));
         assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:40000");
         assert_eq!(config.models.len(), 1);
@@ -365,6 +415,14 @@ mod tests {
         assert_eq!(config.drift.min_samples, MIN_SAMPLES);
         assert_eq!(config.drift.alpha, ALPHA);
         assert!(config.mirror.enabled);
+        assert_eq!(
+            config.audit.as_ref().map(|a| a.dir.as_path()),
+            Some(evidence.log())
+        );
+        assert_eq!(config.alerts.rules.len(), 1);
+        if let Some(dir) = evidence.log().parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     #[test]

@@ -66,6 +66,10 @@ enum Command {
         /// Directory for audit.key (mode 0600) and audit.pub.
         #[arg(long)]
         out: PathBuf,
+        /// Also write audit.enc (mode 0600): a 256-bit key for
+        /// `audit.encryption_key`.
+        #[arg(long)]
+        encryption: bool,
     },
     /// Verify or query a forensic audit log.
     Audit {
@@ -84,6 +88,15 @@ enum AuditCommand {
         /// The public key written by `sidewatch keygen`.
         #[arg(long)]
         pubkey: PathBuf,
+        /// The encryption key of an encrypted log (repeat for a log written
+        /// under several keys).
+        #[arg(long)]
+        key: Vec<PathBuf>,
+        /// The log may still be written to (or its writer crashed): accept
+        /// records after the last checkpoint, which are reported as not yet
+        /// signed, and a partial frame at its very end.
+        #[arg(long)]
+        live: bool,
     },
     /// Print matching records as JSONL.
     Query {
@@ -107,6 +120,10 @@ enum AuditCommand {
         /// Only entries a detector flagged.
         #[arg(long)]
         flagged: bool,
+        /// The encryption key of an encrypted log (repeat for a log written
+        /// under several keys).
+        #[arg(long)]
+        key: Vec<PathBuf>,
     },
 }
 
@@ -167,7 +184,7 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Keygen { out } => keygen(&out),
+        Command::Keygen { out, encryption } => keygen(&out, encryption),
         Command::Audit { command } => audit(command),
         Command::Run {
             config,
@@ -287,18 +304,42 @@ async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn keygen(out: &std::path::Path) -> Result<ExitCode> {
+fn keygen(out: &std::path::Path, encryption: bool) -> Result<ExitCode> {
     let (secret, public) =
         sidewatch::audit::generate_keys(out).context("cannot write the key pair")?;
     println!("Wrote {} and {}.", secret.display(), public.display());
+    if encryption {
+        let path = sidewatch::audit::generate_encryption_key(out)
+            .context("cannot write the encryption key")?;
+        let id = sidewatch::audit::load_encryption_key(&path)?.id_hex();
+        println!("Wrote {} (key id {id}).", path.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn encryption_keys(paths: &[std::path::PathBuf]) -> Result<Vec<sidewatch::audit::EncryptionKey>> {
+    paths
+        .iter()
+        .map(|p| sidewatch::audit::load_encryption_key(p).map_err(Into::into))
+        .collect()
 }
 
 fn audit(command: AuditCommand) -> Result<ExitCode> {
     match command {
-        AuditCommand::Verify { dir, pubkey } => {
+        AuditCommand::Verify {
+            dir,
+            pubkey,
+            key,
+            live,
+        } => {
+            let keys = encryption_keys(&key)?;
             let key = sidewatch::audit::load_verifying_key(&pubkey)?;
-            match sidewatch::audit::verify(&dir, &key) {
+            let verify = if live {
+                sidewatch::audit::verify_live
+            } else {
+                sidewatch::audit::verify
+            };
+            match verify(&dir, &key, &keys) {
                 Ok(summary) => {
                     println!("{summary}");
                     Ok(ExitCode::SUCCESS)
@@ -317,7 +358,9 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
             client,
             model,
             flagged,
+            key,
         } => {
+            let keys = encryption_keys(&key)?;
             let filter = sidewatch::audit::Filter {
                 since,
                 until,
@@ -328,7 +371,7 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            sidewatch::audit::query(&dir, &filter, &mut out)?;
+            sidewatch::audit::query(&dir, &filter, &keys, &mut out)?;
             std::io::Write::flush(&mut out)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -276,6 +276,15 @@ impl Monitor {
         }
     }
 
+    /// The pipeline's entry for one mirror worker, when models are
+    /// configured, for callers that need [`MonitorConsumer::observe`]'s row
+    /// count (the audit feed).
+    pub fn observer(&self) -> Option<MonitorConsumer> {
+        self.routes.as_ref().map(|routes| MonitorConsumer {
+            routes: routes.clone(),
+        })
+    }
+
     /// The read side, for the admin server.
     pub fn view(&self) -> MonitorView {
         self.view.clone()
@@ -331,26 +340,39 @@ fn load_checked(
 
 impl Consumer for MonitorConsumer {
     fn consume(&mut self, exchange: Exchange) {
-        let Some(route) = self.route(&exchange) else {
-            return;
+        self.observe(&exchange);
+    }
+}
+
+impl MonitorConsumer {
+    /// Decodes `exchange` and hands its rows to the model's shard; returns
+    /// how many rows the shard accepted, which is how many verdicts it
+    /// will publish for this request id.
+    pub fn observe(&self, exchange: &Exchange) -> usize {
+        let Some(route) = self.route(exchange) else {
+            return 0;
         };
-        match protocol::decode(&exchange, &route.schema) {
+        match protocol::decode(exchange, &route.schema) {
             Ok(decoded) => {
                 let names =
                     (!route.names_frozen.load(Ordering::Acquire)).then_some(decoded.features);
+                let rows = decoded.observations.len();
                 let batch = Batch {
                     observations: decoded.observations,
                     extra: decoded.extra_features.len(),
                     names,
                 };
                 match route.shard.try_send(batch) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => route.stats.count_shard_drop(),
-                    Err(TrySendError::Disconnected(_)) => {}
+                    Ok(()) => rows,
+                    Err(TrySendError::Full(_)) => {
+                        route.stats.count_shard_drop();
+                        0
+                    }
+                    Err(TrySendError::Disconnected(_)) => 0,
                 }
             }
             // Health checks, metadata calls and the like are not inferences.
-            Err(error) if error.kind() == "not_inference" => {}
+            Err(error) if error.kind() == "not_inference" => 0,
             Err(error) => {
                 let protocol = route
                     .schema
@@ -365,6 +387,7 @@ impl Consumer for MonitorConsumer {
                     .map_or("unknown", protocol_label);
                 route.stats.count_decode_error(protocol);
                 tracing::debug!(model = %route.stats.name, %error, kind = error.kind(), "Decode failed.");
+                0
             }
         }
     }

@@ -18,6 +18,9 @@ pub struct Observation {
     pub time: SystemTime,
     /// The request id (shared by every row of a batch).
     pub request_id: Arc<str>,
+    /// The mirrored exchange it came from ([`Exchange::serial`](crate::Exchange)),
+    /// unique where request ids, which clients choose, need not be.
+    pub exchange: u64,
     /// Row index within the request's batch.
     pub row: u32,
     /// Feature values in the order of the model's configured features.

@@ -350,6 +350,7 @@ impl Parts {
                 version: version.clone(),
                 time: exchange.timings.received_at,
                 request_id: request_id.clone(),
+                exchange: exchange.serial,
                 row: u32::try_from(i).unwrap_or(u32::MAX),
                 features,
                 prediction: predictions.get_mut(i).and_then(Option::take),

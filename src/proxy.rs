@@ -33,6 +33,9 @@ pub struct Shared {
     /// counter, where cloning the sender itself would.
     mirror: Option<Arc<MirrorSender>>,
     max_payload: usize,
+    /// Request spans, when `telemetry.otlp_endpoint` is set; `None` costs
+    /// the hot path one branch.
+    tracing: Option<crate::telemetry::otel::Tracing>,
 }
 
 impl Shared {
@@ -49,6 +52,13 @@ impl Shared {
             stats,
             mirror: mirror.map(Arc::new),
             max_payload: config.mirror.max_payload,
+            tracing: None,
         }
+    }
+
+    /// Starts a span pair per request (OTLP export is configured).
+    pub fn with_tracing(mut self, tracing: Option<crate::telemetry::otel::Tracing>) -> Self {
+        self.tracing = tracing;
+        self
     }
 }

@@ -15,15 +15,28 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
-use crate::alert::{AlertEngine, Sources};
+use crate::alert::{AlertEngine, AlertRegistry, Sources};
+use crate::audit::{
+    AuditConfig, AuditError, AuditFeed, FeedOptions, Payloads, Writer, WriterOptions,
+};
 use crate::config::Config;
 use crate::mirror::{self, Consumer, MirrorStats, MirrorWorkers};
 use crate::monitor::{Monitor, MonitorError, MonitorView};
 use crate::proxy::{self, DrainReport, Shared};
 use crate::telemetry::ProxyStats;
+use crate::telemetry::otel::{AuditLogs, Otel, OtelError};
 
 /// How long the mirror workers get to drain the queue after the proxy stopped.
 const MIRROR_FLUSH: Duration = Duration::from_secs(5);
+/// Body bytes the audit feed may hold for `audit.payloads` at once: a few
+/// seconds of 1 KiB requests at tens of thousands a second, a bounded
+/// share of a sidecar's memory.
+const AUDIT_PAYLOAD_BUDGET: usize = 64 << 20;
+/// Verdicts the audit feed may fall behind by before they are dropped.
+const AUDIT_VERDICT_QUEUE: usize = 65_536;
+/// How long an audit entry waits for its verdicts: the shards evaluate
+/// within milliseconds, so this only runs out when they are overloaded.
+const AUDIT_HOLD: Duration = Duration::from_secs(2);
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +57,15 @@ pub enum StartError {
     /// Monitoring could not start (a baseline is unusable, …).
     #[error(transparent)]
     Monitor(#[from] MonitorError),
+    /// The audit log could not be opened (its directory, its key).
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[from] AuditError),
+    /// The audit feed thread could not start.
+    #[error("cannot start the audit feed: {0}")]
+    AuditFeed(#[source] std::io::Error),
+    /// OTLP export could not start.
+    #[error(transparent)]
+    Otel(#[from] OtelError),
 }
 
 /// A running sidecar.
@@ -60,6 +82,8 @@ pub struct Sidecar {
     admin_state: Arc<AdminState>,
     monitor: Option<Monitor>,
     alerts: Option<AlertEngine>,
+    audit: Option<AuditFeed>,
+    otel: Option<Otel>,
 }
 
 /// How the shutdown went.
@@ -79,8 +103,7 @@ impl Sidecar {
         learn_feature_names(&mut config).await;
         let config = &config;
         let monitor = Monitor::start(config, Arc::new(std::time::SystemTime::now))?;
-        let view = monitor.view();
-        let mut sidecar = Self::start_with(config, || monitor.consumer(), Some(view)).await?;
+        let mut sidecar = Self::start_with(config, || monitor.consumer(), Some(&monitor)).await?;
         sidecar.monitor = Some(monitor);
         Ok(sidecar)
     }
@@ -97,8 +120,9 @@ impl Sidecar {
     async fn start_with(
         config: &Config,
         mut consumer: impl FnMut() -> Box<dyn Consumer>,
-        monitor: Option<MonitorView>,
+        pipeline: Option<&Monitor>,
     ) -> Result<Sidecar, StartError> {
+        let monitor = pipeline.map(Monitor::view);
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -112,8 +136,30 @@ impl Sidecar {
         let stats = Arc::new(ProxyStats::new(
             config.models.iter().map(|m| m.name.clone()),
         ));
+        let otel = Otel::start(config)?;
+        let audit = match &config.audit {
+            Some(audit) if config.mirror.enabled => Some(start_audit(
+                audit,
+                pipeline,
+                otel.as_ref().and_then(Otel::audit_logs).cloned(),
+            )?),
+            _ => None,
+        };
         let (sender, workers) = if config.mirror.enabled {
-            let consumers = (0..config.mirror.workers).map(|_| consumer()).collect();
+            let consumers = (0..config.mirror.workers)
+                .map(|_| {
+                    let tap = audit.as_ref().and_then(|feed| {
+                        let observer = pipeline.and_then(Monitor::observer);
+                        let inner = observer.is_none().then(&mut consumer);
+                        let payloads = config.audit.as_ref().map_or(Payloads::None, |a| a.payloads);
+                        feed.tap(observer, inner, payloads)
+                    });
+                    match tap {
+                        Some(tap) => Box::new(tap) as Box<dyn Consumer>,
+                        None => consumer(),
+                    }
+                })
+                .collect();
             let (sender, workers) = mirror::start(config.mirror.queue, consumers);
             (Some(sender), Some(workers))
         } else {
@@ -122,7 +168,10 @@ impl Sidecar {
         let mirror_stats = sender.as_ref().map(|s| s.stats().clone());
         // One state per event-loop thread: each keeps its own upstream pools.
         let shared: Vec<Arc<Shared>> = (0..config.threads.max(1))
-            .map(|_| Arc::new(Shared::new(config, stats.clone(), sender.clone())))
+            .map(|_| {
+                let tracing = otel.as_ref().map(|o| o.tracing().clone());
+                Arc::new(Shared::new(config, stats.clone(), sender.clone()).with_tracing(tracing))
+            })
             .collect();
         let acceptor = shared[0].clone();
         let proxy_workers =
@@ -146,6 +195,7 @@ impl Sidecar {
                     .map(|m| m.name.clone())
                     .chain([crate::telemetry::metrics::UNKNOWN_MODEL.to_owned()])
                     .collect(),
+                audit: audit.as_ref().map(|feed| feed.writer_stats().clone()),
             };
             AlertEngine::start(
                 &config.alerts,
@@ -162,6 +212,15 @@ impl Sidecar {
         );
         if let Some(alerts) = &alerts {
             admin_state = admin_state.with_alerts(alerts.registry().clone());
+            if let Some(audit) = &audit {
+                audit.set_alerts(alerts.registry().clone());
+            }
+        }
+        if let Some(audit) = &audit {
+            admin_state = admin_state.with_collector(Box::new(audit.metrics()));
+        }
+        if let Some(otel) = &otel {
+            admin_state = admin_state.with_collector(Box::new(otel.stats().clone()));
         }
         let admin_state = Arc::new(admin_state);
 
@@ -192,6 +251,8 @@ impl Sidecar {
             admin_state,
             monitor: None,
             alerts,
+            audit,
+            otel,
         })
     }
 
@@ -218,6 +279,22 @@ impl Sidecar {
     /// The monitoring pipeline's read side, when it runs.
     pub fn monitor(&self) -> Option<MonitorView> {
         self.monitor.as_ref().map(Monitor::view)
+    }
+
+    /// Exports audit entries as OTLP log records, when
+    /// `telemetry.export_audit_logs` is on.
+    pub fn audit_logs(&self) -> Option<&AuditLogs> {
+        self.otel.as_ref().and_then(Otel::audit_logs)
+    }
+
+    /// The alert engine's registry, when rules are configured.
+    pub fn alerts(&self) -> Option<&Arc<AlertRegistry>> {
+        self.alerts.as_ref().map(AlertEngine::registry)
+    }
+
+    /// The audit feed's counters, when the audit log is on.
+    pub fn audit(&self) -> Option<&AuditFeed> {
+        self.audit.as_ref()
     }
 
     /// The admin state (metrics text, stats document).
@@ -248,6 +325,16 @@ impl Sidecar {
             // The mirror workers held the consumers; with them gone the
             // shards see their channels close, evaluate once more and stop.
             let _ = tokio::task::spawn_blocking(move || monitor.finish()).await;
+        }
+        if let Some(audit) = self.audit.take() {
+            // After the shards: their last verdicts join their entries
+            // before the log is closed with a final checkpoint.
+            let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        }
+        if let Some(otel) = self.otel.take() {
+            // Last: the spans of drained requests and the final audit
+            // records are exported (or given up on) before returning.
+            let _ = tokio::task::spawn_blocking(move || otel.shutdown()).await;
         }
         tracing::info!(
             connections_cut = drained.connections_cut,
@@ -313,6 +400,29 @@ async fn learn_feature_names(config: &mut Config) {
             }
         }
     }
+}
+
+/// Opens the audit log and starts the feed that joins exchanges with the
+/// monitor's verdicts (when models are monitored).
+fn start_audit(
+    config: &AuditConfig,
+    pipeline: Option<&Monitor>,
+    logs: Option<AuditLogs>,
+) -> Result<AuditFeed, StartError> {
+    let writer = Writer::open(WriterOptions::from_config(config)?)?;
+    let verdicts = pipeline
+        .filter(|m| m.observer().is_some())
+        .map(|m| m.subscribe(AUDIT_VERDICT_QUEUE));
+    let options = FeedOptions {
+        payloads: config.payloads,
+        redact: config.redact.clone(),
+        hold: AUDIT_HOLD,
+        max_pending: AUDIT_VERDICT_QUEUE,
+        queue: WriterOptions::DEFAULT_QUEUE,
+        logs,
+        payload_budget: AUDIT_PAYLOAD_BUDGET,
+    };
+    AuditFeed::start(writer, verdicts, options).map_err(StartError::AuditFeed)
 }
 
 fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
@@ -73,41 +72,6 @@ fn config_check_lists_every_problem_and_exits_1() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read config file"));
 }
 
-/// Starts the binary and reads the proxy and admin addresses from its log.
-fn spawn_run(args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sidewatch");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Read the log on a thread (and keep draining it, so the child never
-    // blocks on a full pipe); the test waits for the start line with a deadline.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("proxy=").nth(1) {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let proxy = rx
-        .recv_timeout(DEADLINE)
-        .expect("sidewatch logged its proxy address in time")
-        .parse()
-        .expect("proxy address in the log");
-    (child, proxy)
-}
-
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_0() {
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -121,14 +85,19 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     })
     .await;
     let upstream_url = format!("http://{}", upstream.addr);
-    let (mut child, proxy) = spawn_run(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream_url,
-    ]);
+    let Running {
+        mut child, proxy, ..
+    } = spawn_run(
+        BIN,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream_url,
+        ],
+    );
 
     let in_flight = tokio::spawn(send(
         Request::get(format!("http://{proxy}/slow"))
@@ -337,6 +306,39 @@ fn demo_runs_end_to_end_and_prints_a_summary() {
     assert!(
         field("for example").starts_with("robust_z") && summary.contains("-typo: sepal_"),
         "an injected typo as the robust z example:\n{summary}"
+    );
+
+    // The drift alert fired after the shift and went to the log sink.
+    let alerts = field("alerts");
+    assert!(
+        alerts.starts_with("IrisFeaturesDrifted fired +"),
+        "the drift alert fired after the shift:\n{summary}"
+    );
+    assert!(
+        number_before(alerts, "sent").is_some_and(|n| n >= 1.0),
+        "{alerts}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Alert. alertname=\"IrisFeaturesDrifted\" status=Firing"),
+        "the log sink logged the alert:\n{stderr}"
+    );
+    // Every request is in the audit log, and it verifies.
+    let audit = field("audit log");
+    assert!(audit.starts_with("intact: "), "{summary}");
+    let entries = audit
+        .split(" entries")
+        .next()
+        .and_then(|before| before.rsplit('(').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(
+        entries,
+        Some(requests),
+        "one audit entry per request:\n{audit}"
+    );
+    assert!(
+        summary.contains("query:  sidewatch audit query "),
+        "{summary}"
     );
 }
 

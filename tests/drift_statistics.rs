@@ -89,6 +89,7 @@ fn observation(rng: &mut fastrand::Rng, shifted: Option<(usize, f64)>) -> Observ
         version: None,
         time: SystemTime::UNIX_EPOCH,
         request_id: Arc::from("r"),
+        exchange: 0,
         row: 0,
         features: (0..FEATURES)
             .map(|i| {

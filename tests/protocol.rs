@@ -68,6 +68,7 @@ impl Spec {
         let after = |ms: Option<u64>| ms.map(|ms| received + Duration::from_millis(ms));
         Exchange {
             request_id: REQUEST_ID.to_owned(),
+            serial: 0,
             client: SocketAddr::from(([127, 0, 0, 1], 40000)),
             model: None,
             request: RequestHead {

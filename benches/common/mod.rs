@@ -58,6 +58,7 @@ pub fn observation(row: &[f64], time: SystemTime) -> Observation {
         version: None,
         time,
         request_id: Arc::from("r"),
+        exchange: 0,
         row: 0,
         features: row.iter().map(|&x| FeatureValue::Number(x)).collect(),
         prediction: Some(Prediction::from_probabilities(&probabilities(row))),

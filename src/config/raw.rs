@@ -33,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "feedback",
     "alerts",
     "audit",
+    "telemetry",
 ];
 
 /// The configuration file as written, before validation.
@@ -53,6 +54,7 @@ pub struct RawConfig {
     feedback: RawFeedback,
     alerts: crate::alert::RawAlerts,
     audit: Option<crate::audit::RawAudit>,
+    telemetry: crate::telemetry::otel::RawTelemetry,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +238,9 @@ impl RawConfig {
                     "feedback" => section(&key, value.clone(), problems).map(|v| raw.feedback = v),
                     "alerts" => section(&key, value.clone(), problems).map(|v| raw.alerts = v),
                     "audit" => section(&key, value.clone(), problems).map(|v| raw.audit = Some(v)),
+                    "telemetry" => {
+                        section(&key, value.clone(), problems).map(|v| raw.telemetry = v)
+                    }
                     _ => return false,
                 };
                 true
@@ -335,6 +340,15 @@ impl RawConfig {
         let feedback = check.feedback(self.feedback);
         let alerts = self.alerts.validate(&mut check.problems);
         let audit = self.audit.and_then(|a| a.validate(&mut check.problems));
+        if audit.is_some() && !mirror.enabled {
+            // The audit log is fed by the tee; without it nothing would be
+            // written and a forensic gap would look like quiet traffic.
+            check.fail(
+                "audit",
+                "needs the tee: remove `mirror.enabled: false` or the audit section".to_owned(),
+            );
+        }
+        let telemetry = self.telemetry.validate(&mut check.problems);
 
         match (listen, admin, upstream) {
             (Some(listen), Some(admin), Some(upstream)) if check.problems.is_empty() => {
@@ -354,6 +368,7 @@ impl RawConfig {
                     feedback,
                     alerts,
                     audit,
+                    telemetry,
                 })
             }
             _ => Err(check.problems),
@@ -854,6 +869,17 @@ mod tests {
                 "threads: {bad} gave {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_audit_log_without_the_tee_is_refused() {
+        let yaml = "upstream: http://127.0.0.1:8080\naudit: { dir: /tmp/a, signing_key: k }\n";
+        assert_eq!(problems(yaml), Vec::<String>::new());
+        let found = problems(&format!("{yaml}mirror: {{ enabled: false }}\n"));
+        assert!(
+            found.iter().any(|p| p.starts_with("audit: needs the tee")),
+            "{found:?}"
+        );
     }
 
     #[test]

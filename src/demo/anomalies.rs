@@ -189,6 +189,7 @@ mod tests {
     fn verdict(id: &str, at: u64, detectors: &[&'static str]) -> Verdict {
         Verdict {
             request_id: Arc::from(id),
+            exchange: 0,
             row: 0,
             model: Arc::from("iris"),
             version: None,

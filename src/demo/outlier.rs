@@ -170,6 +170,7 @@ mod tests {
                 version: None,
                 time: SystemTime::UNIX_EPOCH,
                 request_id: Arc::from("r"),
+                exchange: 0,
                 row: 0,
                 features: row.iter().map(|&x| FeatureValue::Number(x)).collect(),
                 prediction: None,

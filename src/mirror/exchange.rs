@@ -15,6 +15,10 @@ use super::HeaderCopy;
 pub struct Exchange {
     /// The `x-request-id` (the client's, or one the proxy generated).
     pub request_id: String,
+    /// A number no other exchange of this process has, given by the
+    /// consumer that needs one to tell exchanges apart (the audit feed);
+    /// 0 until then.
+    pub serial: u64,
     /// The peer address of the client connection.
     pub client: SocketAddr,
     /// The configured model the path matched, if any.

@@ -559,6 +559,7 @@ mod tests {
             version: None,
             time: at,
             request_id: Arc::from("r"),
+            exchange: 0,
             row: 0,
             features: vec![FeatureValue::Number(1.0)],
             prediction: Some(Prediction {

@@ -25,6 +25,8 @@ use crate::observation::{Observation, Prediction};
 pub struct Verdict {
     /// The request's `x-request-id`.
     pub request_id: Arc<str>,
+    /// The exchange's serial ([`Observation::exchange`]).
+    pub exchange: u64,
     /// The row within the request's batch.
     pub row: u32,
     /// The model.
@@ -114,6 +116,7 @@ impl Verdict {
             .collect();
         Verdict {
             request_id: observation.request_id.clone(),
+            exchange: observation.exchange,
             row: observation.row,
             model: model.clone(),
             version: observation.version.clone(),

@@ -316,3 +316,116 @@ pub async fn start_daemon(program: &std::path::Path, args: &[String]) -> Daemon 
     .await;
     daemon
 }
+
+/// The real binary running `sidewatch run`, with the addresses it logged.
+pub struct Running {
+    pub child: std::process::Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Starts `binary run ARGS` and reads the proxy and admin addresses from
+/// its start-up log line, failing after [`DEADLINE`].
+pub fn spawn_run(binary: &str, args: &[&str]) -> Running {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(binary)
+        .arg("run")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sidewatch");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Read the log on a thread (and keep draining it, so the child never
+    // blocks on a full pipe); the test waits for the start line.
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let field = |name: &str| {
+                line.split(name)
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<SocketAddr>()
+                    .ok()
+            };
+            if let (Some(proxy), Some(admin)) = (field("proxy="), field("admin=")) {
+                let _ = tx.send((proxy, admin));
+            }
+        }
+    });
+    let (proxy, admin) = rx
+        .recv_timeout(DEADLINE)
+        .expect("sidewatch logged its addresses in time");
+    Running {
+        child,
+        proxy,
+        admin,
+    }
+}
+
+/// A fresh directory under the system's temp dir, unique to this process
+/// and call; tests remove it when they pass.
+pub fn temp_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sidewatch-{what}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The admin server at `admin`'s `/metrics` text, or `None` while it does
+/// not answer (a process starting or killed).
+pub async fn metrics_text(admin: SocketAddr) -> Option<String> {
+    let uri = format!("http://{admin}/metrics").parse().ok()?;
+    let response = tokio::time::timeout(DEADLINE, http1_client::<Full<Bytes>>().get(uri))
+        .await
+        .ok()?
+        .ok()?;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of the sample that starts with `series ` (name and labels)
+/// in Prometheus text.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// `sidewatch_alert_notifications_total{sink, result}`, 0 when absent.
+pub fn notifications(metrics: &str, sink: &str, result: &str) -> u64 {
+    let series =
+        format!("sidewatch_alert_notifications_total{{sink=\"{sink}\",result=\"{result}\"}}");
+    sample(metrics, &series).map_or(0, |v| v as u64)
+}
+
+/// Sends requests through `sidecar` (so a latency alert has something to
+/// fire on) until its `/metrics` text satisfies `done`, failing after
+/// [`DEADLINE`]; returns that text.
+pub async fn traffic_until(sidecar: &Sidecar, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let request = Request::post(format!("http://{}/v2/models/m/infer", sidecar.proxy_addr()))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .expect("request");
+        send(request).await;
+        let metrics = admin_get(sidecar, "/metrics").await.1;
+        if done(&metrics) {
+            return metrics;
+        }
+        assert!(Instant::now() < deadline, "timed out: {metrics}");
+    }
+}

@@ -233,6 +233,7 @@ mod tests {
             version: None,
             time: SystemTime::UNIX_EPOCH,
             request_id: Arc::from("r"),
+            exchange: 0,
             row: 0,
             features: vec![
                 FeatureValue::Number(x),

@@ -47,6 +47,7 @@ fn observation(id: &str, row: u32, at_ms: u64, prediction: Prediction) -> Observ
         version: None,
         time: T0 + Duration::from_millis(at_ms),
         request_id: Arc::from(id),
+        exchange: 0,
         row,
         features: vec![FeatureValue::Number(1.0)],
         prediction: Some(prediction),
