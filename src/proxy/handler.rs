@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::HeaderValue;
+use http::uri::PathAndQuery;
 use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -196,5 +197,35 @@ fn synthetic(
 /// connection's read buffer, and an exchange holding it in the mirror queue
 /// would make hyper allocate a new read buffer for the next request.
 fn owned_uri(uri: &http::Uri) -> http::Uri {
+    // HTTP/1.1's origin form: one exact copy, no formatting.
+    if uri.scheme().is_none()
+        && uri.authority().is_none()
+        && let Some(path) = uri.path_and_query()
+        && let Ok(path) =
+            PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path.as_str().as_bytes()))
+    {
+        return http::Uri::from(path);
+    }
     http::Uri::from_maybe_shared(Bytes::from(uri.to_string())).unwrap_or_else(|_| uri.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owned_uri_equals_the_original_in_every_form() {
+        for text in [
+            "/v2/models/iris/infer?x=1&y=%20",
+            "/",
+            "*",
+            "http://model:8080/v2/health/ready",
+            "https://user@model/p?q",
+        ] {
+            let uri: http::Uri = text.parse().unwrap();
+            let owned = owned_uri(&uri);
+            assert_eq!(owned, uri, "{text}");
+            assert_eq!(owned.to_string(), uri.to_string(), "{text}");
+        }
+    }
 }

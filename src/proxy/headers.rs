@@ -32,35 +32,53 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
 /// `TE: trailers` survives: gRPC servers require it, and it is the one TE
 /// value HTTP/2 allows.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names (comparisons, no
-    // hashing) spares the nine lookups below, twice per request.
+    // One pass over the names (comparisons, no hashing) finds which of
+    // them are present; most messages carry none, or only `Connection`
+    // (nginx sends `Connection: keep-alive` on every response), so only
+    // those are looked up and removed.
     let hop_by_hop = fixed_hop_by_hop();
-    if !headers
-        .keys()
-        .any(|name| name == header::TE || hop_by_hop.contains(&name))
-    {
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop.iter().position(|h| *h == name) {
+            present |= 1 << i;
+        } else if name == header::TE {
+            present |= TE_BIT;
+        }
+    }
+    if present == 0 {
         return;
     }
-    if let Some(connection) = headers.get(&header::CONNECTION) {
-        let named: Vec<HeaderName> = connection
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+    // Connection is first in the list. Its options name more hop-by-hop
+    // headers, in every Connection line; `close` and `keep-alive` name
+    // none to look up (an empty collect does not allocate).
+    if present & 1 != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(&header::CONNECTION)
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in fixed_hop_by_hop() {
-        headers.remove(name);
+    for (i, name) in hop_by_hop.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*name);
+        }
     }
-    if let Some(te) = headers.get(&header::TE)
+    if present & TE_BIT != 0
+        && let Some(te) = headers.get(&header::TE)
         && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
     {
         headers.remove(&header::TE);
     }
 }
+
+/// `TE`'s bit in [`strip_hop_by_hop`]'s set, after the fixed names'.
+const TE_BIT: u8 = 1 << 7;
 
 /// Whether the client will close its connection after this request
 /// (HTTP/1.0 without keep-alive, or `Connection: close`).
@@ -219,6 +237,28 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h.get("x-keep").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_and_every_connection_line_count() {
+        for name in fixed_hop_by_hop() {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_static("x"));
+            h.insert("x-keep", HeaderValue::from_static("yes"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{name}: {h:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("close"));
+        h.append(
+            "connection",
+            HeaderValue::from_static("x-first,  X-Second "),
+        );
+        h.insert("x-first", HeaderValue::from_static("1"));
+        h.insert("x-second", HeaderValue::from_static("2"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-keep"]);
     }
 
     #[test]
