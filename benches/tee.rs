@@ -176,7 +176,7 @@ where
 /// Runs `f` with a mirror whose worker discards, then reports what it saw,
 /// so a queue that overflowed (and made tee-on cheaper) is not hidden.
 fn with_mirror(name: &str, f: impl FnOnce(&Arc<MirrorSender>)) {
-    let (sink, workers) = mirror::start(65_536, vec![Box::new(Discard)]);
+    let (sink, workers) = mirror::start(65_536, usize::MAX, vec![Box::new(Discard)]);
     let sink = Arc::new(sink);
     f(&sink);
     let stats = sink.stats().clone();
@@ -264,7 +264,7 @@ fn exchange(c: &mut Criterion) {
     });
     // No worker: the queue fills and every exchange is dropped (and freed)
     // on this thread. The gap to "tee on" is the hand-off to another thread.
-    let (sink, _workers) = mirror::start(1, Vec::new());
+    let (sink, _workers) = mirror::start(1, usize::MAX, Vec::new());
     let sink = Arc::new(sink);
     run(&mut group, "1KiB POST tee on, freed here", Some(&sink));
     group.finish();

@@ -108,6 +108,8 @@ pub struct Mirror {
     pub queue: usize,
     /// Bytes of each body copied into an exchange; the rest is only counted.
     pub max_payload: usize,
+    /// Body bytes the queue may hold at once, whatever its count.
+    pub max_queue_bytes: usize,
     /// Worker threads draining the queue.
     pub workers: usize,
 }

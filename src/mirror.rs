@@ -2,7 +2,10 @@
 //! monitoring pipeline.
 //!
 //! The proxy only ever calls [`MirrorSender::offer`], which never waits: a
-//! full queue drops the exchange and counts it. Dedicated worker threads
+//! full queue drops the exchange and counts it. The queue is bounded twice:
+//! by count, and by the body bytes it holds (`mirror.max_queue_bytes`), so a
+//! burst of large payloads cannot grow the sidecar's memory by the count
+//! times `mirror.max_payload`. Dedicated worker threads
 //! drain the queue in batches (sleeping briefly when it is empty rather than
 //! being woken per message, which measured far cheaper for the proxy) and
 //! hand each exchange to a [`Consumer`]. A consumer that panics loses that
@@ -13,7 +16,7 @@ mod headers;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,12 +67,15 @@ pub enum DropReason {
     Closed,
     /// The consumer panicked on it.
     ConsumerPanic,
+    /// The bodies queued already take `mirror.max_queue_bytes`.
+    QueueBytes,
 }
 
-const REASONS: [(&str, DropReason); 3] = [
+const REASONS: [(&str, DropReason); 4] = [
     ("queue_full", DropReason::QueueFull),
     ("closed", DropReason::Closed),
     ("consumer_panic", DropReason::ConsumerPanic),
+    ("queue_bytes", DropReason::QueueBytes),
 ];
 
 /// Counters of the mirror, shared by the proxy, the workers and `/metrics`.
@@ -78,7 +84,10 @@ pub struct MirrorStats {
     receiver: Receiver<Exchange>,
     offered: AtomicU64,
     consumed: AtomicU64,
-    dropped: [AtomicU64; 3],
+    dropped: [AtomicU64; 4],
+    /// Body bytes of the exchanges in the queue.
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
 }
 
 /// The proxy's handle: offers exchanges without ever blocking.
@@ -96,14 +105,21 @@ pub struct MirrorWorkers {
     done: Receiver<()>,
 }
 
-/// Starts `consumers.len()` workers draining a queue of `capacity` exchanges.
-pub fn start(capacity: usize, consumers: Vec<Box<dyn Consumer>>) -> (MirrorSender, MirrorWorkers) {
+/// Starts `consumers.len()` workers draining a queue of at most `capacity`
+/// exchanges holding at most `max_bytes` of bodies.
+pub fn start(
+    capacity: usize,
+    max_bytes: usize,
+    consumers: Vec<Box<dyn Consumer>>,
+) -> (MirrorSender, MirrorWorkers) {
     let (sender, receiver) = crossbeam_channel::bounded(capacity);
     let stats = Arc::new(MirrorStats {
         receiver: receiver.clone(),
         offered: AtomicU64::new(0),
         consumed: AtomicU64::new(0),
         dropped: Default::default(),
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes,
     });
     let stopping = Arc::new(AtomicBool::new(false));
     let (done_tx, done) = crossbeam_channel::unbounded();
@@ -146,14 +162,29 @@ pub fn start(capacity: usize, consumers: Vec<Box<dyn Consumer>>) -> (MirrorSende
 // === impl MirrorSender ===
 
 impl MirrorSender {
-    /// Queues an exchange, or drops and counts it if the queue is full.
+    /// Queues an exchange, or drops and counts it if the queue is full (in
+    /// count or in bytes).
     pub fn offer(&self, exchange: Exchange) {
         self.stats.offered.fetch_add(1, Ordering::Relaxed);
-        match self.sender.try_send(exchange) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.stats.count_drop(DropReason::QueueFull),
-            Err(TrySendError::Disconnected(_)) => self.stats.count_drop(DropReason::Closed),
+        let bytes = exchange.payload_len();
+        if bytes > 0 {
+            // Taken before sending, so the worker never gives back more than
+            // was taken; proxy threads racing here overshoot by at most one
+            // exchange each.
+            let queued = self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+            if queued + bytes > self.stats.max_bytes {
+                self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                self.stats.count_drop(DropReason::QueueBytes);
+                return;
+            }
         }
+        let reason = match self.sender.try_send(exchange) {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => DropReason::QueueFull,
+            Err(TrySendError::Disconnected(_)) => DropReason::Closed,
+        };
+        self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.stats.count_drop(reason);
     }
 
     /// The counters, for `/metrics` and `/v1/stats`.
@@ -172,6 +203,11 @@ impl MirrorStats {
     /// Exchanges waiting in the queue now.
     pub fn queue_depth(&self) -> usize {
         self.receiver.len()
+    }
+
+    /// Body bytes of the exchanges waiting in the queue now.
+    pub fn queue_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
     }
 
     /// Exchanges offered by the proxy so far.
@@ -202,6 +238,12 @@ impl Collector for MirrorStats {
         ConstGauge::new(self.queue_depth() as i64).encode(encoder.encode_descriptor(
             "sidewatch_mirror_queue_depth",
             "Exchanges waiting in the mirror queue.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstGauge::new(self.queue_bytes() as i64).encode(encoder.encode_descriptor(
+            "sidewatch_mirror_queue_bytes",
+            "Body bytes of the exchanges waiting in the mirror queue (at most mirror.max_queue_bytes).",
             None,
             MetricType::Gauge,
         )?)?;
@@ -290,6 +332,10 @@ impl Worker {
     }
 
     fn consume(&mut self, exchange: Exchange) {
+        // Handed over: the consumer's memory is its own to bound.
+        self.stats
+            .queued_bytes
+            .fetch_sub(exchange.payload_len(), Ordering::Relaxed);
         let consumer = &mut self.consumer;
         match std::panic::catch_unwind(AssertUnwindSafe(|| consumer.consume(exchange))) {
             Ok(()) => {

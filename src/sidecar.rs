@@ -160,7 +160,11 @@ impl Sidecar {
                     }
                 })
                 .collect();
-            let (sender, workers) = mirror::start(config.mirror.queue, consumers);
+            let (sender, workers) = mirror::start(
+                config.mirror.queue,
+                config.mirror.max_queue_bytes,
+                consumers,
+            );
             (Some(sender), Some(workers))
         } else {
             (None, None)

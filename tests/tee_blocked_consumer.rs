@@ -156,3 +156,76 @@ async fn a_blocked_consumer_does_not_slow_requests_and_drops_are_counted() {
     assert!(blocked.shutdown().await.mirror_flushed);
     noop.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_are_bounded_by_the_queue_byte_budget() {
+    // 64 KiB request bodies against a 1 MiB budget: the count (4096) would
+    // let 256 MiB queue up behind a blocked consumer; the budget keeps 16.
+    const BODY: usize = 64 << 10;
+    const SENT: usize = 40;
+    let upstream = ok_upstream(r#"{"ok":true}"#).await;
+    let extra = "mirror: { queue: 4096, max_queue_bytes: 1MiB, max_payload: 128KiB }\n";
+    let (release, blocked_rx) = std::sync::mpsc::channel();
+    let mut blocked_rx = Some(blocked_rx);
+    let blocked = Sidecar::start(&config(upstream.addr, extra), move || {
+        Box::new(Blocked(blocked_rx.take().expect("one mirror worker")))
+    })
+    .await
+    .expect("blocked sidecar");
+    let client = http1_client::<Full<Bytes>>();
+    let url: http::Uri = format!("http://{}/v2/models/m/infer", blocked.proxy_addr())
+        .parse()
+        .expect("uri");
+    let body = Bytes::from(vec![b'x'; BODY]);
+    let mirror = blocked.mirror_stats().expect("tee on").clone();
+    for sent in 0..SENT {
+        if sent == 1 {
+            // The worker holds the first exchange before the queue fills,
+            // so what stays queued does not depend on when it woke.
+            wait_until("the consumer took the first exchange", || {
+                let mirror = mirror.clone();
+                async move { mirror.offered() == 1 && mirror.queue_depth() == 0 }
+            })
+            .await;
+        }
+        let request = Request::post(url.clone())
+            .body(Full::new(body.clone()))
+            .expect("request");
+        let response = tokio::time::timeout(DEADLINE, client.request(request))
+            .await
+            .expect("the proxy answered without waiting for the consumer")
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.expect("body");
+    }
+    wait_until("every exchange is offered", || {
+        let mirror = mirror.clone();
+        async move { mirror.offered() == SENT as u64 }
+    })
+    .await;
+    // One exchange sits in the blocked consumer (its bytes handed over),
+    // the budget holds what fits, and the rest are dropped by bytes.
+    let per_exchange = BODY + r#"{"ok":true}"#.len();
+    let queued = mirror.queue_depth();
+    assert_eq!(queued, (1 << 20) / per_exchange, "queued exchanges");
+    assert_eq!(mirror.queue_bytes(), queued * per_exchange);
+    let dropped = mirror.dropped(DropReason::QueueBytes);
+    assert_eq!(dropped, (SENT - 1 - queued) as u64);
+    assert_eq!(mirror.dropped(DropReason::QueueFull), 0);
+    let (_, metrics) = admin_get(&blocked, "/metrics").await;
+    for line in [
+        format!("sidewatch_mirror_dropped_total{{reason=\"queue_bytes\"}} {dropped}"),
+        format!("sidewatch_mirror_queue_bytes {}", queued * per_exchange),
+    ] {
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    }
+
+    // Released, the worker drains the queue and gives every byte back.
+    drop(release);
+    wait_until("the queue drains", || {
+        let mirror = mirror.clone();
+        async move { mirror.queue_depth() == 0 && mirror.queue_bytes() == 0 }
+    })
+    .await;
+    assert!(blocked.shutdown().await.mirror_flushed);
+}

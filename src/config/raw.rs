@@ -78,6 +78,7 @@ struct RawMirror {
     enabled: Option<bool>,
     queue: Option<u64>,
     max_payload: Option<Scalar>,
+    max_queue_bytes: Option<Scalar>,
     workers: Option<u64>,
 }
 
@@ -321,11 +322,19 @@ impl RawConfig {
         let shutdown = Shutdown {
             drain: check.duration("shutdown.drain", &self.shutdown.drain, "20s"),
         };
+        let max_payload =
+            check.size("mirror.max_payload", &self.mirror.max_payload, "1MiB", 0) as usize;
         let mirror = Mirror {
             enabled: self.mirror.enabled.unwrap_or(true),
             queue: check.count("mirror.queue", self.mirror.queue, 8192, 1..=10_000_000),
-            max_payload: check.size("mirror.max_payload", &self.mirror.max_payload, "1MiB", 0)
-                as usize,
+            max_payload,
+            // Room for at least one exchange with both bodies at the cap.
+            max_queue_bytes: check.size(
+                "mirror.max_queue_bytes",
+                &self.mirror.max_queue_bytes,
+                "64MiB",
+                2 * max_payload as u64,
+            ) as usize,
             workers: check.count("mirror.workers", self.mirror.workers, 1, 1..=64),
         };
         let models = self
@@ -850,7 +859,27 @@ mod tests {
         assert_eq!(config.limits.max_body, 16 * 1024 * 1024);
         assert_eq!(config.limits.request_timeout.as_secs(), 30);
         assert_eq!(config.mirror.queue, 8192);
+        assert_eq!(config.mirror.max_queue_bytes, 64 << 20);
         assert_eq!(config.health_path, "/v2/health/ready");
+    }
+
+    #[test]
+    fn the_queue_byte_budget_holds_at_least_one_full_exchange() {
+        let found = problems(
+            "upstream: http://127.0.0.1:8080\nmirror: { max_payload: 1MiB, max_queue_bytes: 1MiB }\n",
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("mirror.max_queue_bytes:")),
+            "{found:?}"
+        );
+        let config = Config::from_yaml(
+            "upstream: http://127.0.0.1:8080\nmirror: { max_payload: 1MiB, max_queue_bytes: 2MiB }\n",
+            &Overrides::default(),
+        )
+        .expect("two payloads fit");
+        assert_eq!(config.mirror.max_queue_bytes, 2 << 20);
     }
 
     #[test]

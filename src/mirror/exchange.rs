@@ -39,6 +39,15 @@ pub struct Exchange {
     pub proxy_error: Option<&'static str>,
 }
 
+// === impl Exchange ===
+
+impl Exchange {
+    /// Bytes of both body copies: what the queue's byte budget counts.
+    pub fn payload_len(&self) -> usize {
+        self.request_body.bytes.len() + self.response_body.bytes.len()
+    }
+}
+
 /// The request line and headers.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
