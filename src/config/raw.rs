@@ -508,16 +508,11 @@ impl Checker {
         }
     }
 
-    /// A count of proxy event-loop threads, or `auto` (one per CPU). One by
-    /// default: a sidecar shares the pod's cores with the model server, and
-    /// one event loop serves tens of thousands of requests a second with
-    /// fewer wake-ups per request than two (as Linkerd's sidecar defaults
-    /// to one worker).
+    /// `auto` (one per CPU) or a count of proxy event-loop threads.
     fn threads(&mut self, value: Option<&Scalar>) -> usize {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         match value.map(|v| v.0.as_str()) {
-            None => 1,
-            Some("auto") => cpus,
+            None | Some("auto") => cpus,
             Some(text) => match text.parse::<usize>() {
                 Ok(n @ 1..=1024) => n,
                 _ => {
@@ -883,11 +878,11 @@ mod tests {
     }
 
     #[test]
-    fn threads_are_one_by_default_auto_or_a_positive_count() {
+    fn threads_are_auto_by_default_or_a_positive_count() {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let default = Config::from_yaml("upstream: http://127.0.0.1:8080\n", &Overrides::default())
             .expect("minimal config is valid");
-        assert_eq!(default.threads, 1);
+        assert_eq!(default.threads, cpus);
         let auto = Config::from_yaml(
             "upstream: http://127.0.0.1:8080\nthreads: auto\n",
             &Overrides::default(),
