@@ -3,7 +3,8 @@
 //!
 //! The proxy only ever calls [`MirrorSender::offer`], which never waits: a
 //! full queue drops the exchange and counts it. The queue is bounded twice:
-//! by count, and by the body bytes it holds (`mirror.max_queue_bytes`), so a
+//! by count, and by the body and header bytes it holds
+//! (`mirror.max_queue_bytes`), so a
 //! burst of large payloads cannot grow the sidecar's memory by the count
 //! times `mirror.max_payload`. Dedicated worker threads
 //! drain the queue in batches (sleeping briefly when it is empty rather than
@@ -169,8 +170,8 @@ impl MirrorSender {
         let bytes = exchange.payload_len();
         if bytes > 0 {
             // Taken before sending, so the worker never gives back more than
-            // was taken; proxy threads racing here overshoot by at most one
-            // exchange each.
+            // was taken; offers racing here may each see the other's share
+            // and drop where one would have fit, never overshoot.
             let queued = self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
             if queued + bytes > self.stats.max_bytes {
                 self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -243,7 +244,7 @@ impl Collector for MirrorStats {
         )?)?;
         ConstGauge::new(self.queue_bytes() as i64).encode(encoder.encode_descriptor(
             "sidewatch_mirror_queue_bytes",
-            "Body bytes of the exchanges waiting in the mirror queue (at most mirror.max_queue_bytes).",
+            "Body and header bytes of the exchanges waiting in the mirror queue (at most mirror.max_queue_bytes).",
             None,
             MetricType::Gauge,
         )?)?;

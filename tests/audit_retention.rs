@@ -230,5 +230,38 @@ fn a_closed_log_never_keeps_more_segments_than_its_policy() {
         let files = segments(&log);
         assert!(files.len() <= 2, "{n} entries: {files:?}");
         audit::verify(&log, &public_key(), &[]).unwrap();
+        // Idle restarts start a new segment after a full one instead of
+        // growing it, and still keep to the policy.
+        let oversized = files
+            .iter()
+            .filter(|(_, p)| std::fs::metadata(p).unwrap().len() >= 4096)
+            .count();
+        for _ in 0..3 {
+            write(with_retention(&log, keep), n..n);
+        }
+        let after = segments(&log);
+        assert!(after.len() <= 2, "{n} entries, idle restarts: {after:?}");
+        let grown = after
+            .iter()
+            .filter(|(_, p)| std::fs::metadata(p).unwrap().len() >= 4096 + 1024)
+            .count();
+        assert_eq!(
+            grown, 0,
+            "{n} entries: a segment kept growing ({oversized} full)"
+        );
+        audit::verify(&log, &public_key(), &[]).unwrap();
     }
+    // A tail under another format (encryption turned on) is not reopened
+    // either, even by a run that writes nothing but its closing records.
+    let log = root.join("log-foreign");
+    write(with_retention(&log, keep), 0..40);
+    let key = audit_support::encryption_key(7);
+    let encrypted = WriterOptions {
+        encryption: Some(key.clone()),
+        ..with_retention(&log, keep)
+    };
+    write(encrypted, 40..40);
+    let files = segments(&log);
+    assert!(files.len() <= 2, "{files:?}");
+    audit::verify(&log, &public_key(), &[key]).unwrap();
 }

@@ -328,13 +328,8 @@ impl RawConfig {
             enabled: self.mirror.enabled.unwrap_or(true),
             queue: check.count("mirror.queue", self.mirror.queue, 8192, 1..=10_000_000),
             max_payload,
-            // Room for at least one exchange with both bodies at the cap.
-            max_queue_bytes: check.size(
-                "mirror.max_queue_bytes",
-                &self.mirror.max_queue_bytes,
-                "64MiB",
-                2 * max_payload as u64,
-            ) as usize,
+            max_queue_bytes: check.queue_bytes(&self.mirror.max_queue_bytes, max_payload as u64)
+                as usize,
             workers: check.count("mirror.workers", self.mirror.workers, 1, 1..=64),
         };
         let models = self
@@ -467,6 +462,16 @@ impl Checker {
             );
             return None;
         }
+        // The authority becomes the Host of requests without one: a
+        // password there would be sent to the model server in every
+        // request and printed in logs.
+        if authority.as_str().contains('@') {
+            self.fail(
+                "upstream",
+                "must not carry user:password@; the model server gets the client's own authentication headers",
+            );
+            return None;
+        }
         Some(Upstream {
             scheme: scheme.clone(),
             authority: authority.clone(),
@@ -505,6 +510,17 @@ impl Checker {
                 self.fail(path, message);
                 min
             }
+        }
+    }
+
+    /// `mirror.max_queue_bytes`: room for at least one exchange with both
+    /// bodies at `max_payload`; unset, 64 MiB or that much if larger (so a
+    /// large `max_payload` alone is never refused over a key not written).
+    fn queue_bytes(&mut self, value: &Option<Scalar>, max_payload: u64) -> u64 {
+        let one_exchange = max_payload.saturating_mul(2);
+        match value {
+            None => one_exchange.max(64 << 20),
+            Some(_) => self.size("mirror.max_queue_bytes", value, "64MiB", one_exchange),
         }
     }
 
@@ -875,6 +891,13 @@ mod tests {
         )
         .expect("two payloads fit");
         assert_eq!(config.mirror.max_queue_bytes, 2 << 20);
+        // Unset, it follows a large max_payload instead of refusing it.
+        let config = Config::from_yaml(
+            "upstream: http://127.0.0.1:8080\nmirror: { max_payload: 100MiB }\n",
+            &Overrides::default(),
+        )
+        .expect("a large payload without a budget is valid");
+        assert_eq!(config.mirror.max_queue_bytes, 200 << 20);
     }
 
     #[test]
@@ -970,6 +993,18 @@ mod tests {
     #[test]
     fn upstream_with_a_path_is_rejected() {
         assert!(!problems("upstream: http://127.0.0.1:8080/api\n").is_empty());
+    }
+
+    #[test]
+    fn upstream_with_credentials_is_rejected() {
+        let found = problems("upstream: http://user:secret@127.0.0.1:8080\n");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("upstream:") && p.contains("user:password@")),
+            "{found:?}"
+        );
+        assert!(found.iter().all(|p| !p.contains("secret")), "{found:?}");
     }
 }
 

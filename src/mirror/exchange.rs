@@ -42,9 +42,18 @@ pub struct Exchange {
 // === impl Exchange ===
 
 impl Exchange {
-    /// Bytes of both body copies: what the queue's byte budget counts.
+    /// Bytes of the body and header copies: what the queue's byte budget
+    /// counts (a body without a length hint may hold up to twice its
+    /// length in capacity).
     pub fn payload_len(&self) -> usize {
-        self.request_body.bytes.len() + self.response_body.bytes.len()
+        self.request_body.bytes.len()
+            + self.response_body.bytes.len()
+            + self.request.headers.byte_len()
+            + self.response.as_ref().map_or(0, |r| r.headers.byte_len())
+            + self
+                .response_trailers
+                .as_ref()
+                .map_or(0, HeaderCopy::byte_len)
     }
 }
 

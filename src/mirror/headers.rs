@@ -66,6 +66,11 @@ impl HeaderCopy {
             .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
     }
 
+    /// Bytes the copy takes.
+    pub fn byte_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// True when there are no headers.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()

@@ -14,8 +14,11 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// How many fixed hop-by-hop names there are; `TE` takes the next bit.
+const FIXED: usize = 7;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
-fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
+fn fixed_hop_by_hop() -> [&'static HeaderName; FIXED] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -27,6 +30,10 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
     ]
 }
 
+/// `TE`'s bit in [`strip_hop_by_hop`]'s set, after the fixed names'.
+const TE_BIT: u16 = 1 << FIXED;
+const _: () = assert!(FIXED < 15, "the presence set is a u16");
+
 /// Removes hop-by-hop headers, including any named in `Connection`.
 ///
 /// `TE: trailers` survives: gRPC servers require it, and it is the one TE
@@ -37,7 +44,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // (nginx sends `Connection: keep-alive` on every response), so only
     // those are looked up and removed.
     let hop_by_hop = fixed_hop_by_hop();
-    let mut present = 0u8;
+    let mut present = 0u16;
     for name in headers.keys() {
         if let Some(i) = hop_by_hop.iter().position(|h| *h == name) {
             present |= 1 << i;
@@ -50,14 +57,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     // Connection is first in the list. Its options name more hop-by-hop
     // headers, in every Connection line; `close` and `keep-alive` name
-    // none to look up (an empty collect does not allocate).
+    // none to look up (an empty collect does not allocate), and `TE` is
+    // settled below, where `TE: trailers` is kept (RFC 9110 asks a sender
+    // of TE to list it in Connection).
     if present & 1 != 0 {
-        let named: Vec<HeaderName> = headers
-            .get_all(&header::CONNECTION)
-            .iter()
-            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+        let named: Vec<HeaderName> = connection_options(headers)
+            .filter(|t| {
+                !t.eq_ignore_ascii_case(b"close")
+                    && !t.eq_ignore_ascii_case(b"keep-alive")
+                    && !t.eq_ignore_ascii_case(b"te")
+            })
             .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
         for name in named {
@@ -69,27 +78,34 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(*name);
         }
     }
-    if present & TE_BIT != 0
-        && let Some(te) = headers.get(&header::TE)
-        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
-    {
-        headers.remove(&header::TE);
+    if present & TE_BIT != 0 {
+        let values = headers.get_all(&header::TE);
+        let trailers =
+            |v: &HeaderValue| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"trailers");
+        let only_trailers = values.iter().all(trailers);
+        let any_trailers = values.iter().any(trailers);
+        if !only_trailers {
+            headers.remove(&header::TE);
+            if any_trailers {
+                headers.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+        }
     }
 }
 
-/// `TE`'s bit in [`strip_hop_by_hop`]'s set, after the fixed names'.
-const TE_BIT: u8 = 1 << 7;
+/// The comma-separated options of every `Connection` line, trimmed.
+fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(&header::CONNECTION)
+        .into_iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+}
 
 /// Whether the client will close its connection after this request
 /// (HTTP/1.0 without keep-alive, or `Connection: close`).
 pub fn closes_after(headers: &HeaderMap, version: http::Version) -> bool {
-    let connection = headers.get(&header::CONNECTION).map(HeaderValue::as_bytes);
-    let has = |token: &[u8]| {
-        connection.is_some_and(|v| {
-            v.split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
-    };
+    let has = |token: &[u8]| connection_options(headers).any(|t| t.eq_ignore_ascii_case(token));
     if version == http::Version::HTTP_10 {
         !has(b"keep-alive")
     } else {
@@ -267,6 +283,24 @@ mod tests {
         h.insert("te", HeaderValue::from_static("trailers"));
         strip_hop_by_hop(&mut h);
         assert!(h.contains_key("te"));
+        // Listed in Connection, as RFC 9110 asks of a sender of TE.
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("TE"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+        assert!(!h.contains_key("connection"));
+        // Any other TE line goes; trailers stays, once.
+        let mut h = HeaderMap::new();
+        h.append("te", HeaderValue::from_static("trailers"));
+        h.append("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h);
+        let te: Vec<_> = h.get_all("te").iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(te, [&b"trailers"[..]]);
+        let mut h = HeaderMap::new();
+        h.append("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key("te"));
     }
 
     #[test]
@@ -297,6 +331,10 @@ mod tests {
         assert!(!closes_after(&with(Some("keep-alive")), Version::HTTP_11));
         assert!(closes_after(&with(None), Version::HTTP_10));
         assert!(!closes_after(&with(Some("Keep-Alive")), Version::HTTP_10));
+        // `close` on a second Connection line counts too.
+        let mut h = with(Some("x-foo"));
+        h.append(header::CONNECTION, HeaderValue::from_static("close"));
+        assert!(closes_after(&h, Version::HTTP_11));
     }
 
     #[test]

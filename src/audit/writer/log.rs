@@ -132,6 +132,16 @@ impl Log {
             sealing: false,
         };
         log.stats.durable.store(log.next_seq, Ordering::Release);
+        // A tail in another format, or full (a clean close may overshoot
+        // it by its closing records), takes no more: the next segment
+        // starts now, so the first retention check counts it and idle
+        // restarts do not keep growing the old one.
+        if log.foreign || log.full() {
+            let next = log.next_seq;
+            if let Err(e) = log.rotate(next) {
+                log.failed("rotate", &e);
+            }
+        }
         if let Some(unclean) = tail.unclean {
             log.append(Body::UncleanStop(unclean));
         }
