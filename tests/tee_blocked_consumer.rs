@@ -37,6 +37,25 @@ struct Run {
     p99: Duration,
 }
 
+type TestClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// POSTs `body` and reads the whole 200 answer, which must come without
+/// waiting for the consumer.
+async fn post_ok(client: &TestClient, url: &http::Uri, body: &Bytes) {
+    let request = Request::post(url.clone())
+        .body(Full::new(body.clone()))
+        .expect("request");
+    let response = tokio::time::timeout(DEADLINE, client.request(request))
+        .await
+        .expect("the proxy answered without waiting for the consumer")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.expect("body");
+}
+
 async fn load(sidecar: &Sidecar) -> Run {
     let client = http1_client::<Full<Bytes>>();
     let url: http::Uri = format!("http://{}/v2/models/m/infer", sidecar.proxy_addr())
@@ -53,15 +72,7 @@ async fn load(sidecar: &Sidecar) -> Run {
                 let mut latencies = Vec::new();
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < REQUESTS {
                     let t = Instant::now();
-                    let request = Request::post(url.clone())
-                        .body(Full::new(body.clone()))
-                        .expect("request");
-                    let response = tokio::time::timeout(DEADLINE, client.request(request))
-                        .await
-                        .expect("the proxy answered without waiting for the consumer")
-                        .expect("response");
-                    assert_eq!(response.status(), 200);
-                    response.into_body().collect().await.expect("body");
+                    post_ok(&client, &url, &body).await;
                     latencies.push(t.elapsed());
                 }
                 latencies
@@ -217,15 +228,7 @@ async fn large_payloads_are_bounded_by_the_queue_byte_budget() {
             .await
             .expect("waiting task");
         }
-        let request = Request::post(url.clone())
-            .body(Full::new(body.clone()))
-            .expect("request");
-        let response = tokio::time::timeout(DEADLINE, client.request(request))
-            .await
-            .expect("the proxy answered without waiting for the consumer")
-            .expect("response");
-        assert_eq!(response.status(), 200);
-        response.into_body().collect().await.expect("body");
+        post_ok(&client, &url, &body).await;
     }
     // Every exchange settled: one held by the consumer, the rest queued or
     // dropped by bytes (an offer counts itself before it settles).
