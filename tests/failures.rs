@@ -184,6 +184,27 @@ async fn clients_that_do_not_finish_their_headers_are_disconnected() {
     sidecar.shutdown().await;
 }
 
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    // hyper counts the wait for the next request head as header time, so
+    // limits.header_timeout is also the idle keep-alive timeout: a client
+    // cannot hold a connection (and its upstream lane) open forever.
+    let upstream = ok_upstream("ok").await;
+    let sidecar = sidecar(upstream.addr, "limits: { header_timeout: 300ms }\n").await;
+    let mut stream = TcpStream::connect(sidecar.proxy_addr())
+        .await
+        .expect("connect");
+    let answer = raw_get(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let idle = std::time::Instant::now();
+    expect_disconnect(&mut stream).await;
+    assert!(
+        idle.elapsed() >= Duration::from_millis(250),
+        "closed before the timeout"
+    );
+    sidecar.shutdown().await;
+}
+
 async fn raw_get(stream: &mut TcpStream) -> String {
     stream
         .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
