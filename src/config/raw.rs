@@ -839,6 +839,15 @@ impl Checker {
 
     fn unique_models(&mut self, models: &[Model]) {
         for (i, model) in models.iter().enumerate() {
+            if model.name == crate::telemetry::metrics::UNKNOWN_MODEL {
+                self.fail(
+                    format!("models[{i}].name"),
+                    format!(
+                        "{:?} is the model label of requests that match no model; pick another name",
+                        model.name
+                    ),
+                );
+            }
             if models[..i].iter().any(|m| m.name == model.name) {
                 self.fail(
                     format!("models[{i}].name"),
@@ -993,6 +1002,15 @@ mod tests {
     #[test]
     fn upstream_with_a_path_is_rejected() {
         assert!(!problems("upstream: http://127.0.0.1:8080/api\n").is_empty());
+    }
+
+    #[test]
+    fn a_model_cannot_take_the_label_of_unmatched_requests() {
+        let found = problems("upstream: http://127.0.0.1:8080\nmodels: [{ name: unknown }]\n");
+        assert!(
+            found.iter().any(|p| p.starts_with("models[0].name:")),
+            "{found:?}"
+        );
     }
 
     #[test]
