@@ -4,9 +4,9 @@
 //! The proxy only ever calls [`MirrorSender::offer`], which never waits: a
 //! full queue drops the exchange and counts it. The queue is bounded twice:
 //! by count, and by the body and header bytes it holds
-//! (`mirror.max_queue_bytes`), so a
-//! burst of large payloads cannot grow the sidecar's memory by the count
-//! times `mirror.max_payload`. Dedicated worker threads
+//! (`mirror.max_queue_bytes`), so a burst of large payloads cannot grow the
+//! sidecar's memory by the count times `mirror.max_payload`. Dedicated
+//! worker threads
 //! drain the queue in batches (sleeping briefly when it is empty rather than
 //! being woken per message, which measured far cheaper for the proxy) and
 //! hand each exchange to a [`Consumer`]. A consumer that panics loses that
@@ -68,7 +68,7 @@ pub enum DropReason {
     Closed,
     /// The consumer panicked on it.
     ConsumerPanic,
-    /// The bodies queued already take `mirror.max_queue_bytes`.
+    /// The exchanges queued already take `mirror.max_queue_bytes`.
     QueueBytes,
 }
 
@@ -86,7 +86,7 @@ pub struct MirrorStats {
     offered: AtomicU64,
     consumed: AtomicU64,
     dropped: [AtomicU64; 4],
-    /// Body bytes of the exchanges in the queue.
+    /// Body and header bytes of the exchanges in the queue.
     queued_bytes: AtomicUsize,
     max_bytes: usize,
 }
@@ -107,7 +107,7 @@ pub struct MirrorWorkers {
 }
 
 /// Starts `consumers.len()` workers draining a queue of at most `capacity`
-/// exchanges holding at most `max_bytes` of bodies.
+/// exchanges holding at most `max_bytes` of body and header copies.
 pub fn start(
     capacity: usize,
     max_bytes: usize,
@@ -206,7 +206,7 @@ impl MirrorStats {
         self.receiver.len()
     }
 
-    /// Body bytes of the exchanges waiting in the queue now.
+    /// Body and header bytes of the exchanges waiting in the queue now.
     pub fn queue_bytes(&self) -> usize {
         self.queued_bytes.load(Ordering::Relaxed)
     }
