@@ -5,7 +5,9 @@
 
 mod audit_support;
 
-use audit_support::{TempDir, cli, encryption_key, keygen, options, public_key, segments, write};
+use audit_support::{
+    TempDir, cli, encryption_key, json_lines, keygen, options, public_key, segments, write,
+};
 use sidewatch::audit::record::sha256;
 use sidewatch::audit::segment::{self, Header};
 use sidewatch::audit::{self, Filter, WriterOptions};
@@ -88,10 +90,7 @@ fn an_encrypted_log_reads_only_with_its_key() {
     };
     let out = query(&["--key", "keys/audit.enc"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 10, "req-0, req-10, …, req-90");
     assert!(lines.iter().all(|l| l["body"]["entry"]["model"] == "iris"));
     let out = query(&[]);

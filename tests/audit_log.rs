@@ -4,10 +4,9 @@
 mod audit_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use audit_support::{cli, entry};
+use audit_support::{cli, entry, json_lines, keygen};
 use sidewatch::audit::{self, Filter, FsyncPolicy, Writer, WriterOptions};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -18,16 +17,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn keys(dir: &Path) -> (PathBuf, PathBuf) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sidewatch"))
-        .args(["keygen", "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    keygen(dir, &[]);
     (dir.join("audit.key"), dir.join("audit.pub"))
 }
 
@@ -76,10 +66,7 @@ fn written_log_verifies_queries_and_survives_a_torn_tail() {
         &["audit", "query", "log", "--model", "iris", "--flagged"],
         &root,
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 10, "req-0, req-10, …, req-90");
     assert!(lines.iter().all(|l| l["body"]["entry"]["model"] == "iris"));
     let mut one = Vec::new();

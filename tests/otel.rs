@@ -164,6 +164,24 @@ fn unhex(text: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Sends an inference request (with `given` as its traceparent) and
+/// returns what the model server received, with its traceparent split.
+async fn traceparent_upstream(
+    sidecar: &Sidecar,
+    model: &mut common::Upstream,
+    given: Option<&str>,
+) -> (common::Received, (String, String, String)) {
+    let (parts, _) = send(infer(sidecar, given)).await;
+    assert_eq!(parts.status, 200);
+    let received = next_received(model).await;
+    let split = split_traceparent(
+        received.headers["traceparent"]
+            .to_str()
+            .expect("ascii traceparent"),
+    );
+    (received, split)
+}
+
 /// `(trace id, parent id, flags)` of a W3C traceparent.
 fn split_traceparent(value: &str) -> (String, String, String) {
     let parts: Vec<&str> = value.split('-').collect();
@@ -356,14 +374,7 @@ async fn a_request_without_trace_context_starts_a_trace_of_its_own() {
     let mut model = common::ok_upstream("{}").await;
     let sidecar = sidecar(model.addr, &telemetry(collector_addr, "")).await;
 
-    let (parts, _) = send(infer(&sidecar, None)).await;
-    assert_eq!(parts.status, 200);
-    let received = next_received(&mut model).await;
-    let (trace, parent, flags) = split_traceparent(
-        received.headers["traceparent"]
-            .to_str()
-            .expect("ascii traceparent"),
-    );
+    let (received, (trace, parent, flags)) = traceparent_upstream(&sidecar, &mut model, None).await;
     assert_eq!(flags, "01", "sampling_ratio defaults to 1");
     assert_eq!(
         received.headers.get("tracestate"),
@@ -386,14 +397,8 @@ async fn an_unsampled_client_trace_is_propagated_but_not_exported() {
 
     let unsampled_trace = "0af7651916cd43dd8448eb211c80319c";
     let given = format!("00-{unsampled_trace}-b7ad6b7169203331-00");
-    let (parts, _) = send(infer(&sidecar, Some(&given))).await;
-    assert_eq!(parts.status, 200);
-    let received = next_received(&mut model).await;
-    let (trace, parent, flags) = split_traceparent(
-        received.headers["traceparent"]
-            .to_str()
-            .expect("ascii traceparent"),
-    );
+    let (_, (trace, parent, flags)) =
+        traceparent_upstream(&sidecar, &mut model, Some(&given)).await;
     assert_eq!(trace, unsampled_trace);
     assert_eq!(flags, "00", "the client's decision is kept");
     assert_ne!(parent, "b7ad6b7169203331", "the proxy's span is the parent");
@@ -450,14 +455,7 @@ async fn sampling_ratio_decides_for_new_traces_and_the_client_for_its_own() {
     let extra = telemetry(collector_addr, ", sampling_ratio: 0.0");
     let sidecar = sidecar(model.addr, &extra).await;
 
-    let (parts, _) = send(infer(&sidecar, None)).await;
-    assert_eq!(parts.status, 200);
-    let received = next_received(&mut model).await;
-    let (new_trace, _, flags) = split_traceparent(
-        received.headers["traceparent"]
-            .to_str()
-            .expect("ascii traceparent"),
-    );
+    let (_, (new_trace, _, flags)) = traceparent_upstream(&sidecar, &mut model, None).await;
     assert_eq!(flags, "00", "a new trace at ratio 0 is not sampled");
 
     // A client that samples its trace gets its spans whatever the ratio;

@@ -54,6 +54,14 @@ pub fn encryption_key(byte: u8) -> EncryptionKey {
     EncryptionKey::from_bytes(&[byte; 32])
 }
 
+/// The JSON records `audit query` printed, one per line.
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Runs `sidewatch keygen --out DIR` (with `extra` arguments).
 pub fn keygen(dir: &Path, extra: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_sidewatch"))
