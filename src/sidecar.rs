@@ -16,9 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
 use crate::alert::{AlertEngine, AlertRegistry, Sources};
-use crate::audit::{
-    AuditConfig, AuditError, AuditFeed, FeedOptions, Payloads, Writer, WriterOptions,
-};
+use crate::audit::{AuditConfig, AuditError, AuditFeed, FeedOptions, Writer, WriterOptions};
 use crate::config::Config;
 use crate::mirror::{self, Consumer, MirrorStats, MirrorWorkers};
 use crate::monitor::{Monitor, MonitorError, MonitorView};
@@ -151,8 +149,7 @@ impl Sidecar {
                     let tap = audit.as_ref().and_then(|feed| {
                         let observer = pipeline.and_then(Monitor::observer);
                         let inner = observer.is_none().then(&mut consumer);
-                        let payloads = config.audit.as_ref().map_or(Payloads::None, |a| a.payloads);
-                        feed.tap(observer, inner, payloads)
+                        feed.tap(observer, inner)
                     });
                     match tap {
                         Some(tap) => Box::new(tap) as Box<dyn Consumer>,

@@ -36,6 +36,13 @@ async fn unreachable_upstream_is_502_and_the_proxy_keeps_serving() {
         assert_eq!(parts.headers["content-type"], "application/json");
         assert!(parts.headers.contains_key("x-request-id"));
         assert_eq!(error_kind(&body), "upstream_unreachable");
+        // The reason is the innermost cause, not a wrapper's "connect error".
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON error body");
+        let error = json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        assert!(error.contains("refused"), "{error}");
     }
     let (_, metrics) = admin_get(&sidecar, "/metrics").await;
     assert!(

@@ -91,6 +91,7 @@ pub struct AuditFeed {
     writer_stats: Arc<AuditStats>,
     alerts: Arc<OnceLock<Arc<AlertRegistry>>>,
     exports_logs: bool,
+    keep_bodies: bool,
     payload_budget: usize,
 }
 
@@ -211,6 +212,7 @@ impl AuditFeed {
         let alerts = Arc::new(OnceLock::new());
         let writer_stats = writer.stats();
         let exports_logs = options.logs.is_some();
+        let keep_bodies = options.payloads != Payloads::None;
         let payload_budget = options.payload_budget;
         let join = Join {
             options,
@@ -236,6 +238,7 @@ impl AuditFeed {
             writer_stats,
             alerts,
             exports_logs,
+            keep_bodies,
             payload_budget,
         })
     }
@@ -247,7 +250,6 @@ impl AuditFeed {
         &self,
         monitor: Option<MonitorConsumer>,
         inner: Option<Box<dyn Consumer>>,
-        payloads: Payloads,
     ) -> Option<AuditTap> {
         Some(AuditTap {
             serials: self.serials.clone(),
@@ -255,7 +257,7 @@ impl AuditFeed {
             inner,
             tx: self.tx.clone()?,
             stats: self.stats.clone(),
-            keep_bodies: payloads != Payloads::None,
+            keep_bodies: self.keep_bodies,
             payload_budget: self.payload_budget,
             keep_traceparent: self.exports_logs,
         })

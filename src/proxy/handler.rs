@@ -38,6 +38,7 @@ pub async fn handle(
     let (mut parts, body) = request.into_parts();
     let model = shared.routes.match_path(parts.uri.path());
     let model_label = model.unwrap_or(shared.stats.unknown_model());
+    let model_name = model.and_then(|m| shared.routes.name(m));
     let request_id = headers::ensure_request_id(&mut parts.headers);
     // Before the tee copies the headers, so the copy holds the trace context
     // the upstream gets.
@@ -47,7 +48,7 @@ pub async fn handle(
             None
         }
         Some(tracing) => {
-            let model = model.and_then(|m| shared.routes.name(m)).map(|m| &**m);
+            let model = model_name.map(|m| &**m);
             Some(tracing.start(&mut parts, client, model, &request_id, grpc))
         }
     };
@@ -57,7 +58,7 @@ pub async fn handle(
             sink.clone(),
             request_id.to_str().unwrap_or_default().to_owned(),
             client,
-            model.and_then(|m| shared.routes.name(m).cloned()),
+            model_name.cloned(),
             RequestHead {
                 method: parts.method.clone(),
                 uri: owned_uri(&parts.uri),

@@ -17,7 +17,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
 
 use super::error::{BodyTooLarge, ProxyError};
 use super::tee::RequestTap;
@@ -36,7 +37,11 @@ pub struct Upstream {
     authority: Authority,
     protocol: UpstreamProtocol,
     timeout: Duration,
-    connect_timeout: Duration,
+    /// The pools' connector (connect timeout, `TCP_NODELAY`, name
+    /// resolution), which lanes connect with too.
+    connector: HttpConnector,
+    /// `scheme://authority/`, what the connector dials.
+    origin: Uri,
 }
 
 /// One client connection's own HTTP/1.1 connection to the upstream, made
@@ -47,7 +52,7 @@ pub struct Lane(Arc<Mutex<Option<http1::SendRequest<UpstreamBody>>>>);
 
 /// Why a lane could not carry a request.
 enum LaneError {
-    Connect(std::io::Error),
+    Connect(Box<dyn std::error::Error + Send + Sync>),
     Request(hyper::Error),
 }
 
@@ -72,7 +77,13 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(connector);
+            .build(connector.clone());
+        let origin = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_else(|_| Uri::from_static("/"));
         Upstream {
             http1,
             h2c,
@@ -80,7 +91,8 @@ impl Upstream {
             authority: target.authority.clone(),
             protocol,
             timeout: request_timeout,
-            connect_timeout,
+            connector,
+            origin,
         }
     }
 
@@ -111,10 +123,7 @@ impl Upstream {
             {
                 Ok(Ok(response)) => Ok(response),
                 Ok(Err(error)) => Err(self.lane_failure(error)),
-                Err(_) => Err((
-                    ProxyError::UpstreamTimeout(self.timeout),
-                    Some(UpstreamErrorKind::Timeout),
-                )),
+                Err(_) => Err(self.timed_out()),
             };
         }
         let path = request
@@ -139,11 +148,16 @@ impl Upstream {
         match tokio::time::timeout(self.timeout, future).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(self.classify(error)),
-            Err(_) => Err((
-                ProxyError::UpstreamTimeout(self.timeout),
-                Some(UpstreamErrorKind::Timeout),
-            )),
+            Err(_) => Err(self.timed_out()),
         }
+    }
+
+    /// No response head within `limits.request_timeout`.
+    fn timed_out(&self) -> (ProxyError, Option<UpstreamErrorKind>) {
+        (
+            ProxyError::UpstreamTimeout(self.timeout),
+            Some(UpstreamErrorKind::Timeout),
+        )
     }
 
     /// `request` as a lane sends it: origin-form on the wire, as the pool
@@ -217,13 +231,7 @@ impl Upstream {
     /// A lane's failure as the client sees it.
     fn lane_failure(&self, error: LaneError) -> (ProxyError, Option<UpstreamErrorKind>) {
         match error {
-            LaneError::Connect(error) => (
-                ProxyError::UpstreamUnreachable {
-                    upstream: self.authority.to_string(),
-                    reason: error.to_string(),
-                },
-                Some(UpstreamErrorKind::Connect),
-            ),
+            LaneError::Connect(error) => self.classify_failure(&*error, true),
             LaneError::Request(error) => self.classify_failure(&error, false),
         }
     }
@@ -231,26 +239,16 @@ impl Upstream {
     /// A new HTTP/1.1 connection to the upstream, its driver spawned on
     /// this thread's runtime.
     async fn connect(&self) -> Result<http1::SendRequest<UpstreamBody>, LaneError> {
-        let address = format!(
-            "{}:{}",
-            self.authority.host(),
-            self.authority.port_u16().unwrap_or(80)
-        );
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect(address),
-        )
-        .await
-        .map_err(|_| {
-            LaneError::Connect(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            ))
-        })?
-        .map_err(LaneError::Connect)?;
-        let _ = stream.set_nodelay(true);
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| LaneError::Connect(e.into()))?;
+        let io = connector
+            .call(self.origin.clone())
+            .await
+            .map_err(|e| LaneError::Connect(e.into()))?;
         let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(io)
             .await
             .map_err(LaneError::Request)?;
         tokio::spawn(async move {
