@@ -26,7 +26,7 @@ use http_body_util::{Either, Full, StreamBody};
 use sidewatch::mirror::{self, Discard, HeaderCopy, MirrorSender, RequestHead, ResponseHead};
 use sidewatch::proxy::limit::BodyLimit;
 use sidewatch::proxy::tee::{Capture, ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
-use sidewatch::telemetry::ProxyStats;
+use sidewatch::telemetry::{ProxyStats, ThreadStats};
 
 const KIB: usize = 1024;
 const MAX_BODY: u64 = 16 * 1024 * 1024;
@@ -47,7 +47,8 @@ struct Fixture {
     chunk: Bytes,
     request_headers: HeaderMap,
     response_headers: HeaderMap,
-    stats: Arc<ProxyStats>,
+    /// A proxy thread's handle on the counters, as `Shared` holds it.
+    stats: Arc<ThreadStats>,
     model: Arc<str>,
     client: SocketAddr,
 }
@@ -87,7 +88,9 @@ impl Fixture {
             chunk: Bytes::from(vec![b'x'; KIB]),
             request_headers,
             response_headers,
-            stats: Arc::new(ProxyStats::new(vec!["bench".to_string()])),
+            stats: Arc::new(ThreadStats(Arc::new(ProxyStats::new(vec![
+                "bench".to_string(),
+            ])))),
             model: Arc::from("bench"),
             client: SocketAddr::from(([127, 0, 0, 1], 40000)),
         }
@@ -261,6 +264,12 @@ fn exchange(c: &mut Criterion) {
     run(&mut group, "1KiB POST tee off", None);
     with_mirror("exchange 1KiB POST tee on", |sink| {
         run(&mut group, "1KiB POST tee on", Some(sink));
+    });
+    // As the proxy threads send: in batches, handed over when full.
+    with_mirror("exchange 1KiB POST tee on, batched", |sink| {
+        sink.batch_on_this_thread();
+        run(&mut group, "1KiB POST tee on, batched", Some(sink));
+        mirror::stop_batching_on_this_thread();
     });
     // No worker: the queue fills and every exchange is dropped (and freed)
     // on this thread. The gap to "tee on" is the hand-off to another thread.

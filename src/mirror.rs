@@ -11,10 +11,18 @@
 //! being woken per message, which measured far cheaper for the proxy) and
 //! hand each exchange to a [`Consumer`]. A consumer that panics loses that
 //! one exchange, which is counted; the worker carries on.
+//!
+//! A proxy thread does not send exchanges one by one: it collects them in a
+//! batch of its own ([`MirrorSender::batch_on_this_thread`]) and hands the
+//! batch over when it is full or when the thread is about to go idle
+//! ([`flush_this_thread`]). Sent one at a time, the hand-over cost the
+//! proxy as much as the copies themselves: a channel slot, shared counters
+//! and the worker's reads all bounce cache lines between cores.
 
 mod exchange;
 mod headers;
 
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +47,11 @@ const POLL_INTERVAL: Duration = Duration::from_millis(2);
 const POLLS_BEFORE_PARKING: u32 = 50;
 /// How often a parked worker wakes to check for shutdown.
 const PARK_TIMEOUT: Duration = Duration::from_millis(50);
+/// A proxy thread hands its batch over once it holds this many exchanges...
+const BATCH_LEN: usize = 32;
+/// ...or this many body and header bytes, so batches waiting on proxy
+/// threads add little to what `mirror.max_queue_bytes` bounds.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Receives mirrored exchanges on a worker thread; the monitoring pipeline
 /// implements it.
@@ -82,10 +95,12 @@ const REASONS: [(&str, DropReason); 4] = [
 /// Counters of the mirror, shared by the proxy, the workers and `/metrics`.
 #[derive(Debug)]
 pub struct MirrorStats {
-    receiver: Receiver<Exchange>,
     offered: AtomicU64,
     consumed: AtomicU64,
     dropped: [AtomicU64; 4],
+    /// Exchanges in the queue.
+    queued: AtomicUsize,
+    capacity: usize,
     /// Body and header bytes of the exchanges in the queue.
     queued_bytes: AtomicUsize,
     max_bytes: usize,
@@ -94,8 +109,19 @@ pub struct MirrorStats {
 /// The proxy's handle: offers exchanges without ever blocking.
 #[derive(Debug, Clone)]
 pub struct MirrorSender {
-    sender: Sender<Exchange>,
+    sender: Sender<Vec<Exchange>>,
     stats: Arc<MirrorStats>,
+}
+
+/// Exchanges offered on a batching thread and not yet handed over.
+struct Batch {
+    sink: Arc<MirrorSender>,
+    exchanges: Vec<Exchange>,
+    bytes: usize,
+}
+
+thread_local! {
+    static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
 }
 
 /// The worker threads, kept to flush and join them at shutdown.
@@ -113,12 +139,15 @@ pub fn start(
     max_bytes: usize,
     consumers: Vec<Box<dyn Consumer>>,
 ) -> (MirrorSender, MirrorWorkers) {
-    let (sender, receiver) = crossbeam_channel::bounded(capacity);
+    // Every message holds at least one exchange and `queued` never passes
+    // `capacity`, so the channel itself never fills.
+    let (sender, receiver) = crossbeam_channel::bounded(capacity.max(1));
     let stats = Arc::new(MirrorStats {
-        receiver: receiver.clone(),
         offered: AtomicU64::new(0),
         consumed: AtomicU64::new(0),
         dropped: Default::default(),
+        queued: AtomicUsize::new(0),
+        capacity,
         queued_bytes: AtomicUsize::new(0),
         max_bytes,
     });
@@ -164,28 +193,105 @@ pub fn start(
 
 impl MirrorSender {
     /// Queues an exchange, or drops and counts it if the queue is full (in
-    /// count or in bytes).
+    /// count or in bytes). On a thread that batches for this sender, the
+    /// exchange joins the thread's batch instead.
     pub fn offer(&self, exchange: Exchange) {
-        self.stats.offered.fetch_add(1, Ordering::Relaxed);
-        let bytes = exchange.payload_len();
-        if bytes > 0 {
-            // Taken before sending, so the worker never gives back more than
-            // was taken; offers racing here may each see the other's share
-            // and drop where one would have fit, never overshoot.
-            let queued = self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-            if queued + bytes > self.stats.max_bytes {
-                self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                self.stats.count_drop(DropReason::QueueBytes);
+        let mut exchange = Some(exchange);
+        // Fails only while the thread is exiting: then it goes directly.
+        let _ = BATCH.try_with(|cell| self.add_to_batch(cell, &mut exchange));
+        if let Some(exchange) = exchange {
+            let bytes = exchange.payload_len();
+            self.hand_over(vec![exchange], bytes);
+        }
+    }
+
+    /// Moves the exchange into this thread's batch if the batch is this
+    /// sender's, handing the batch over when it is full.
+    fn add_to_batch(&self, cell: &RefCell<Option<Batch>>, exchange: &mut Option<Exchange>) {
+        let (exchanges, bytes) = {
+            let Ok(mut slot) = cell.try_borrow_mut() else {
+                return;
+            };
+            let Some(batch) = slot.as_mut().filter(|b| std::ptr::eq(&*b.sink, self)) else {
+                return;
+            };
+            let Some(exchange) = exchange.take() else {
+                return;
+            };
+            batch.bytes += exchange.payload_len();
+            batch.exchanges.push(exchange);
+            if batch.exchanges.len() < BATCH_LEN && batch.bytes < BATCH_BYTES {
                 return;
             }
+            (
+                std::mem::replace(&mut batch.exchanges, Vec::with_capacity(BATCH_LEN)),
+                std::mem::take(&mut batch.bytes),
+            )
+        };
+        self.hand_over(exchanges, bytes);
+    }
+
+    /// Makes this thread collect what it offers to this sender into a
+    /// batch, handed over when full or by [`flush_this_thread`], which the
+    /// thread must call before it goes idle and before it ends.
+    pub fn batch_on_this_thread(self: &Arc<Self>) {
+        flush_this_thread();
+        let _ = BATCH.try_with(|cell| {
+            if let Ok(mut slot) = cell.try_borrow_mut() {
+                *slot = Some(Batch {
+                    sink: self.clone(),
+                    exchanges: Vec::with_capacity(BATCH_LEN),
+                    bytes: 0,
+                });
+            }
+        });
+    }
+
+    /// Queues `exchanges` (holding `bytes` of copies) as one message, or
+    /// drops and counts each that does not fit.
+    fn hand_over(&self, mut exchanges: Vec<Exchange>, bytes: usize) {
+        let n = exchanges.len();
+        if n == 0 {
+            return;
         }
-        let reason = match self.sender.try_send(exchange) {
+        self.stats.offered.fetch_add(n as u64, Ordering::Relaxed);
+        let Err(reason) = self.stats.reserve(n, bytes) else {
+            return self.send(exchanges, bytes);
+        };
+        if n == 1 {
+            return self.stats.count_drops(reason, 1);
+        }
+        // The whole batch does not fit: keep, in order, each exchange that
+        // still does.
+        let mut kept_bytes = 0;
+        exchanges.retain(|exchange| {
+            let size = exchange.payload_len();
+            match self.stats.reserve(1, size) {
+                Ok(()) => {
+                    kept_bytes += size;
+                    true
+                }
+                Err(reason) => {
+                    self.stats.count_drops(reason, 1);
+                    false
+                }
+            }
+        });
+        if !exchanges.is_empty() {
+            self.send(exchanges, kept_bytes);
+        }
+    }
+
+    /// Sends exchanges whose room is already reserved.
+    fn send(&self, exchanges: Vec<Exchange>, bytes: usize) {
+        let n = exchanges.len();
+        let reason = match self.sender.try_send(exchanges) {
             Ok(()) => return,
             Err(TrySendError::Full(_)) => DropReason::QueueFull,
             Err(TrySendError::Disconnected(_)) => DropReason::Closed,
         };
-        self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        self.stats.count_drop(reason);
+        self.stats.release(n, bytes);
+        self.stats.count_drops(reason, n);
     }
 
     /// The counters, for `/metrics` and `/v1/stats`.
@@ -197,13 +303,42 @@ impl MirrorSender {
 // === impl MirrorStats ===
 
 impl MirrorStats {
-    fn count_drop(&self, reason: DropReason) {
-        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+    fn count_drops(&self, reason: DropReason, n: usize) {
+        self.dropped[reason as usize].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Takes room for `n` exchanges holding `bytes` of copies. Taken before
+    /// sending, so a worker never gives back more than was taken; offers
+    /// racing here may each see the other's share and drop where one would
+    /// have fit, never overshoot.
+    fn reserve(&self, n: usize, bytes: usize) -> Result<(), DropReason> {
+        let queued = self.queued.fetch_add(n, Ordering::Relaxed);
+        if queued + n > self.capacity {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            return Err(DropReason::QueueFull);
+        }
+        if bytes > 0 {
+            let queued_bytes = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+            if queued_bytes + bytes > self.max_bytes {
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                self.queued.fetch_sub(n, Ordering::Relaxed);
+                return Err(DropReason::QueueBytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back room taken by [`MirrorStats::reserve`].
+    fn release(&self, n: usize, bytes: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        if bytes > 0 {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Exchanges waiting in the queue now.
     pub fn queue_depth(&self) -> usize {
-        self.receiver.len()
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Body and header bytes of the exchanges waiting in the queue now.
@@ -291,8 +426,44 @@ impl MirrorWorkers {
     }
 }
 
+/// Hands this thread's batch over, if it has anything in it. Cheap when
+/// there is nothing: proxy threads call it whenever they are about to idle.
+pub fn flush_this_thread() {
+    let pending = BATCH.try_with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        let batch = slot.as_mut().filter(|b| !b.exchanges.is_empty())?;
+        Some((
+            batch.sink.clone(),
+            std::mem::replace(&mut batch.exchanges, Vec::with_capacity(BATCH_LEN)),
+            std::mem::take(&mut batch.bytes),
+        ))
+    });
+    if let Ok(Some((sink, exchanges, bytes))) = pending {
+        sink.hand_over(exchanges, bytes);
+    }
+}
+
+/// Hands this thread's batch over and stops batching on it.
+pub fn stop_batching_on_this_thread() {
+    flush_this_thread();
+    let _ = BATCH.try_with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            *slot = None;
+        }
+    });
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // A thread that ends without flushing (a panic) still hands over.
+        let exchanges = std::mem::take(&mut self.exchanges);
+        let bytes = std::mem::take(&mut self.bytes);
+        self.sink.hand_over(exchanges, bytes);
+    }
+}
+
 struct Worker {
-    receiver: Receiver<Exchange>,
+    receiver: Receiver<Vec<Exchange>>,
     stats: Arc<MirrorStats>,
     stopping: Arc<AtomicBool>,
     consumer: Box<dyn Consumer>,
@@ -304,8 +475,8 @@ impl Worker {
         let mut pending_flush = false;
         loop {
             match self.receiver.try_recv() {
-                Ok(exchange) => {
-                    self.consume(exchange);
+                Ok(exchanges) => {
+                    self.consume(exchanges);
                     idle_polls = 0;
                     pending_flush = true;
                     continue;
@@ -323,8 +494,8 @@ impl Worker {
             if idle_polls < POLLS_BEFORE_PARKING {
                 idle_polls += 1;
                 std::thread::sleep(POLL_INTERVAL);
-            } else if let Ok(exchange) = self.receiver.recv_timeout(PARK_TIMEOUT) {
-                self.consume(exchange);
+            } else if let Ok(exchanges) = self.receiver.recv_timeout(PARK_TIMEOUT) {
+                self.consume(exchanges);
                 idle_polls = 0;
                 pending_flush = true;
             }
@@ -332,19 +503,20 @@ impl Worker {
         self.flush();
     }
 
-    fn consume(&mut self, exchange: Exchange) {
+    fn consume(&mut self, exchanges: Vec<Exchange>) {
         // Handed over: the consumer's memory is its own to bound.
-        self.stats
-            .queued_bytes
-            .fetch_sub(exchange.payload_len(), Ordering::Relaxed);
-        let consumer = &mut self.consumer;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| consumer.consume(exchange))) {
-            Ok(()) => {
-                self.stats.consumed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.stats.count_drop(DropReason::ConsumerPanic);
-                tracing::warn!("Mirror consumer panicked; the exchange was dropped.");
+        let bytes = exchanges.iter().map(Exchange::payload_len).sum();
+        self.stats.release(exchanges.len(), bytes);
+        for exchange in exchanges {
+            let consumer = &mut self.consumer;
+            match std::panic::catch_unwind(AssertUnwindSafe(|| consumer.consume(exchange))) {
+                Ok(()) => {
+                    self.stats.consumed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    self.stats.count_drops(DropReason::ConsumerPanic, 1);
+                    tracing::warn!("Mirror consumer panicked; the exchange was dropped.");
+                }
             }
         }
     }
@@ -354,5 +526,184 @@ impl Worker {
         if std::panic::catch_unwind(AssertUnwindSafe(|| consumer.flush())).is_err() {
             tracing::warn!("Mirror consumer panicked while flushing.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// Passes each exchange's request id on, after `gate` (if any) opens.
+    struct Recorder {
+        ids: crossbeam_channel::Sender<String>,
+        gate: Option<crossbeam_channel::Receiver<()>>,
+    }
+
+    impl Consumer for Recorder {
+        fn consume(&mut self, exchange: Exchange) {
+            if let Some(gate) = &self.gate {
+                let _ = gate.recv();
+            }
+            let _ = self.ids.send(exchange.request_id);
+        }
+    }
+
+    fn exchange(id: usize, body: usize) -> Exchange {
+        Exchange {
+            request_id: id.to_string(),
+            serial: 0,
+            client: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            model: None,
+            request: RequestHead {
+                method: http::Method::POST,
+                uri: http::Uri::from_static("/v2/models/m/infer"),
+                version: http::Version::HTTP_11,
+                headers: HeaderCopy::default(),
+            },
+            request_body: BodyCopy {
+                bytes: bytes::Bytes::from(vec![b'x'; body]),
+                size: body as u64,
+                truncated: false,
+                complete: true,
+            },
+            response: None,
+            response_body: BodyCopy::default(),
+            response_trailers: None,
+            timings: exchange::Timings {
+                received_at: std::time::SystemTime::now(),
+                received: Instant::now(),
+                upstream_sent: None,
+                first_byte: None,
+                first_body_byte: None,
+                done: None,
+            },
+            proxy_error: None,
+        }
+    }
+
+    fn recorder(
+        capacity: usize,
+        max_bytes: usize,
+        gate: Option<crossbeam_channel::Receiver<()>>,
+    ) -> (
+        Arc<MirrorSender>,
+        MirrorWorkers,
+        crossbeam_channel::Receiver<String>,
+    ) {
+        let (ids, received) = crossbeam_channel::unbounded();
+        let (sink, workers) = start(capacity, max_bytes, vec![Box::new(Recorder { ids, gate })]);
+        (Arc::new(sink), workers, received)
+    }
+
+    fn received_ids(received: &crossbeam_channel::Receiver<String>, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                received
+                    .recv_timeout(DEADLINE)
+                    .expect("an exchange in time")
+            })
+            .collect()
+    }
+
+    fn ids(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| i.to_string()).collect()
+    }
+
+    #[test]
+    fn a_batching_thread_hands_over_when_it_flushes_and_when_the_batch_is_full() {
+        let (sink, workers, received) = recorder(1024, usize::MAX, None);
+        let stats = sink.stats().clone();
+        let thread_sink = sink.clone();
+        std::thread::spawn(move || {
+            thread_sink.batch_on_this_thread();
+            for i in 0..3 {
+                thread_sink.offer(exchange(i, 10));
+            }
+            // Held on this thread: not offered to the queue yet.
+            assert_eq!(thread_sink.stats().offered(), 0);
+            flush_this_thread();
+            assert_eq!(thread_sink.stats().offered(), 3);
+            // A full batch goes without a flush.
+            for i in 3..3 + BATCH_LEN {
+                thread_sink.offer(exchange(i, 10));
+            }
+            assert_eq!(thread_sink.stats().offered(), 3 + BATCH_LEN as u64);
+            // Another sender's exchanges on this thread go directly.
+            let (other, _other_workers) = start(4, usize::MAX, vec![Box::new(Discard)]);
+            other.offer(exchange(0, 10));
+            assert_eq!(other.stats().offered(), 1);
+            stop_batching_on_this_thread();
+            thread_sink.offer(exchange(3 + BATCH_LEN, 10));
+            assert_eq!(thread_sink.stats().offered(), 4 + BATCH_LEN as u64);
+        })
+        .join()
+        .expect("the batching thread");
+        assert_eq!(
+            received_ids(&received, 4 + BATCH_LEN),
+            ids(0..4 + BATCH_LEN)
+        );
+        assert!(workers.finish(Instant::now() + DEADLINE));
+        assert_eq!(stats.consumed(), 4 + BATCH_LEN as u64);
+    }
+
+    #[test]
+    fn a_thread_that_ends_without_flushing_still_hands_over() {
+        let (sink, workers, received) = recorder(1024, usize::MAX, None);
+        let thread_sink = sink.clone();
+        std::thread::spawn(move || {
+            thread_sink.batch_on_this_thread();
+            thread_sink.offer(exchange(0, 10));
+            thread_sink.offer(exchange(1, 10));
+        })
+        .join()
+        .expect("the batching thread");
+        assert_eq!(sink.stats().offered(), 2);
+        assert_eq!(received_ids(&received, 2), ids(0..2));
+        assert!(workers.finish(Instant::now() + DEADLINE));
+    }
+
+    #[test]
+    fn a_batch_that_does_not_fit_keeps_in_order_what_does() {
+        // Bytes: room for two 1000-byte exchanges of four.
+        let (gate_open, gate) = crossbeam_channel::unbounded();
+        let (sink, workers, received) = recorder(1024, 2_500, Some(gate));
+        let thread_sink = sink.clone();
+        std::thread::spawn(move || {
+            thread_sink.batch_on_this_thread();
+            for i in 0..4 {
+                thread_sink.offer(exchange(i, 1_000));
+            }
+            flush_this_thread();
+        })
+        .join()
+        .expect("the batching thread");
+        let stats = sink.stats();
+        assert_eq!(stats.offered(), 4);
+        assert_eq!(stats.dropped(DropReason::QueueBytes), 2);
+        drop(gate_open);
+        assert_eq!(received_ids(&received, 2), ids(0..2));
+        assert!(workers.finish(Instant::now() + DEADLINE));
+        assert_eq!(stats.queue_bytes(), 0);
+        assert_eq!(stats.queue_depth(), 0);
+
+        // Count: room for three exchanges of five.
+        let (gate_open, gate) = crossbeam_channel::unbounded();
+        let (sink, workers, received) = recorder(3, usize::MAX, Some(gate));
+        let thread_sink = sink.clone();
+        std::thread::spawn(move || {
+            thread_sink.batch_on_this_thread();
+            for i in 0..5 {
+                thread_sink.offer(exchange(i, 0));
+            }
+            flush_this_thread();
+        })
+        .join()
+        .expect("the batching thread");
+        assert_eq!(sink.stats().dropped(DropReason::QueueFull), 2);
+        drop(gate_open);
+        assert_eq!(received_ids(&received, 3), ids(0..3));
+        assert!(workers.finish(Instant::now() + DEADLINE));
     }
 }

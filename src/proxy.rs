@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, Limits};
 use crate::mirror::MirrorSender;
-use crate::telemetry::ProxyStats;
+use crate::telemetry::{ProxyStats, ThreadStats};
 
 pub use listener::{DrainReport, Workers, serve};
 
@@ -29,6 +29,8 @@ pub struct Shared {
     limits: Limits,
     routes: route::Routes,
     stats: Arc<ProxyStats>,
+    /// This thread's own handle on `stats`, cloned per request.
+    thread_stats: Arc<ThreadStats>,
     /// This thread's own handle: cloning it per request touches no shared
     /// counter, where cloning the sender itself would.
     mirror: Option<Arc<MirrorSender>>,
@@ -49,6 +51,7 @@ impl Shared {
             ),
             limits: config.limits.clone(),
             routes: route::Routes::new(&config.models),
+            thread_stats: Arc::new(ThreadStats(stats.clone())),
             stats,
             mirror: mirror.map(Arc::new),
             max_payload: config.mirror.max_payload,

@@ -10,7 +10,7 @@ pub mod metrics;
 pub mod otel;
 
 pub use latency::{LatencySample, LatencyStats};
-pub use metrics::{ProxyStats, UpstreamErrorKind};
+pub use metrics::{ProxyStats, ThreadStats, UpstreamErrorKind};
 
 /// Installs the global `tracing` subscriber; `RUST_LOG` overrides the level.
 pub fn init_logging() {

@@ -15,6 +15,7 @@ use super::Shared;
 use super::error::ProxyError;
 use super::handler::handle;
 use super::upstream::Lane;
+use crate::mirror;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -59,15 +60,27 @@ impl Workers {
         let mut lanes = Vec::with_capacity(shared.len());
         let mut reports = Vec::with_capacity(shared.len());
         for (index, shared) in shared.into_iter().enumerate() {
+            // The tee's exchanges leave this thread in batches, handed over
+            // whenever the loop is about to go idle (see `mirror`).
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_park(mirror::flush_this_thread)
                 .build()?;
             let (lane, connections) = mpsc::unbounded_channel();
             let (report, done) = oneshot::channel();
+            let sink = shared.mirror.clone();
             std::thread::Builder::new()
                 .name(format!("sidewatch-proxy-{index}"))
                 .spawn(move || {
+                    if let Some(sink) = &sink {
+                        sink.batch_on_this_thread();
+                    }
                     let drained = runtime.block_on(work(connections, shared, drain));
+                    // Connections cut at the drain deadline end with the
+                    // runtime and offer their exchanges as they go; all of
+                    // it is handed over before the drain is reported.
+                    drop(runtime);
+                    mirror::stop_batching_on_this_thread();
                     let _ = report.send(drained);
                 })?;
             lanes.push(lane);

@@ -22,7 +22,7 @@ use super::limit::BodyLimit;
 use crate::mirror::{
     BodyCopy, Exchange, HeaderCopy, MirrorSender, RequestHead, ResponseHead, Timings,
 };
-use crate::telemetry::{LatencySample, ProxyStats};
+use crate::telemetry::{LatencySample, ThreadStats};
 
 /// Errors crossing the body wrappers.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -86,8 +86,8 @@ pin_project! {
 /// What a finished response reports to metrics and the tee.
 #[derive(Debug)]
 pub struct ResponseMeta {
-    /// Counters to record into.
-    pub stats: Arc<ProxyStats>,
+    /// Counters to record into, through this thread's own handle.
+    pub stats: Arc<ThreadStats>,
     /// Model label index.
     pub model: usize,
     /// Status sent to the client.

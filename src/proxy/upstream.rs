@@ -191,7 +191,9 @@ impl Upstream {
         {
             return Ok((sender, false));
         }
-        let mut sender = self.connect().await?;
+        // Boxed: a connect's state is large and rare, and every request's
+        // future would otherwise carry (and move) room for it.
+        let mut sender = Box::pin(self.connect()).await?;
         sender.ready().await.map_err(LaneError::Request)?;
         Ok((sender, true))
     }
@@ -214,7 +216,7 @@ impl Upstream {
             }
             Err(mut error) => match error.take_message() {
                 Some(unsent) if !fresh => {
-                    let mut sender = self.connect().await?;
+                    let mut sender = Box::pin(self.connect()).await?;
                     sender.ready().await.map_err(LaneError::Request)?;
                     let response = sender
                         .send_request(unsent)

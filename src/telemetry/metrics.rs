@@ -44,6 +44,21 @@ pub struct ProxyStats {
     bodies_too_large: AtomicU64,
 }
 
+/// One proxy thread's handle on the process-wide [`ProxyStats`]. Requests
+/// clone an `Arc<ThreadStats>`, whose count only that thread writes:
+/// cloning the shared `Arc<ProxyStats>` per request made every proxy thread
+/// write one reference count, a cache line moving between cores.
+#[derive(Debug, Clone)]
+pub struct ThreadStats(pub Arc<ProxyStats>);
+
+impl std::ops::Deref for ThreadStats {
+    type Target = ProxyStats;
+
+    fn deref(&self) -> &ProxyStats {
+        &self.0
+    }
+}
+
 // === impl ProxyStats ===
 
 impl ProxyStats {
