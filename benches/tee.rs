@@ -28,6 +28,11 @@ use sidewatch::proxy::limit::BodyLimit;
 use sidewatch::proxy::tee::{Capture, ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
 use sidewatch::telemetry::{ProxyStats, ThreadStats};
 
+// The binary's allocator: the cost of handing an exchange's memory to the
+// mirror thread depends on it (glibc serialises cross-thread frees).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const KIB: usize = 1024;
 const MAX_BODY: u64 = 16 * 1024 * 1024;
 const MAX_PAYLOAD: usize = 1024 * 1024;

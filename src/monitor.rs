@@ -405,6 +405,10 @@ fn protocol_label(protocol: crate::config::Protocol) -> &'static str {
 
 impl MonitorConsumer {
     fn route(&self, exchange: &Exchange) -> Option<&Route> {
+        // With no model configured nothing can match: skip reading the path.
+        if self.routes.is_empty() {
+            return None;
+        }
         if let Some(model) = &exchange.model {
             return self.routes.iter().find(|r| *r.stats.name == **model);
         }

@@ -37,8 +37,10 @@ impl HeaderCopy {
             // every HTTP parser; saturate rather than corrupt the layout.
             let name = &name[..name.len().min(usize::from(u16::MAX))];
             let value = &value[..value.len().min(u32::MAX as usize)];
-            buf.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            let mut lengths = [0u8; ENTRY_HEADER];
+            lengths[..2].copy_from_slice(&(name.len() as u16).to_le_bytes());
+            lengths[2..].copy_from_slice(&(value.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&lengths);
             buf.extend_from_slice(name);
             buf.extend_from_slice(value);
         }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::HeaderValue;
+use http::header::{Entry, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response};
 use http_body_util::{Either, Full};
@@ -125,10 +125,8 @@ pub async fn handle(
             meta.first_byte = Some(first_byte);
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
-            if !parts.headers.contains_key(&headers::X_REQUEST_ID) {
-                parts
-                    .headers
-                    .insert(headers::X_REQUEST_ID.clone(), request_id);
+            if let Entry::Vacant(entry) = parts.headers.entry(&headers::X_REQUEST_ID) {
+                entry.insert(request_id);
             }
             meta.status = parts.status.as_u16();
             if grpc && let Some(spans) = &mut meta.spans {

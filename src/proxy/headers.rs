@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// The request id header, generated when the client sends none.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -115,27 +115,36 @@ pub fn closes_after(headers: &HeaderMap, version: http::Version) -> bool {
 
 /// Returns the request's id, generating and inserting one if absent.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(id) = headers.get(&X_REQUEST_ID)
-        && !id.is_empty()
-    {
-        return id.clone();
-    }
+    let entry = match headers.entry(&X_REQUEST_ID) {
+        Entry::Occupied(entry) if !entry.get().is_empty() => return entry.get().clone(),
+        entry => entry,
+    };
     let uuid = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let id = HeaderValue::from_bytes(uuid.hyphenated().encode_lower(&mut text).as_bytes())
         .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    headers.insert(X_REQUEST_ID.clone(), id.clone());
+    set(entry, id.clone());
     id
+}
+
+/// Sets an entry's value, replacing any it had.
+fn set(entry: Entry<'_, HeaderValue>, value: HeaderValue) {
+    match entry {
+        Entry::Vacant(entry) => {
+            entry.insert(value);
+        }
+        Entry::Occupied(mut entry) => {
+            entry.insert(value);
+        }
+    }
 }
 
 /// Keeps a valid `traceparent`, or starts a new sampled trace.
 pub fn ensure_traceparent(headers: &mut HeaderMap) {
-    if headers
-        .get(&TRACEPARENT)
-        .is_some_and(|v| is_valid_traceparent(v.as_bytes()))
-    {
-        return;
-    }
+    let entry = match headers.entry(&TRACEPARENT) {
+        Entry::Occupied(entry) if is_valid_traceparent(entry.get().as_bytes()) => return,
+        entry => entry,
+    };
     let mut text = [0u8; 55];
     text[..3].copy_from_slice(b"00-");
     write_hex(&mut text[3..35], &fastrand::u128(1..).to_be_bytes());
@@ -143,7 +152,7 @@ pub fn ensure_traceparent(headers: &mut HeaderMap) {
     write_hex(&mut text[36..52], &fastrand::u64(1..).to_be_bytes());
     text[52..].copy_from_slice(b"-01");
     if let Ok(value) = HeaderValue::from_bytes(&text) {
-        headers.insert(TRACEPARENT.clone(), value);
+        set(entry, value);
     }
 }
 
@@ -199,21 +208,30 @@ impl ForwardedFor {
 }
 
 fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: &HeaderValue) {
-    let joined = match headers.get(name).map(HeaderValue::as_bytes) {
+    // One entry lookup (one hash of the name) instead of a get and an insert.
+    match headers.entry(name) {
         // The common case, no earlier proxy: the shared value, no allocation.
-        None | Some(b"") => item.clone(),
-        Some(existing) => {
-            let mut value = Vec::with_capacity(existing.len() + 2 + item.len());
-            value.extend_from_slice(existing);
-            value.extend_from_slice(b", ");
-            value.extend_from_slice(item.as_bytes());
-            match HeaderValue::from_bytes(&value) {
-                Ok(value) => value,
-                Err(_) => return,
-            }
+        Entry::Vacant(entry) => {
+            entry.insert(item.clone());
         }
-    };
-    headers.insert(name.clone(), joined);
+        Entry::Occupied(mut entry) => {
+            let existing = entry.get().as_bytes();
+            let joined = if existing.is_empty() {
+                item.clone()
+            } else {
+                let mut value = Vec::with_capacity(existing.len() + 2 + item.len());
+                value.extend_from_slice(existing);
+                value.extend_from_slice(b", ");
+                value.extend_from_slice(item.as_bytes());
+                match HeaderValue::from_bytes(&value) {
+                    Ok(value) => value,
+                    Err(_) => return,
+                }
+            };
+            // Replaces every earlier line with the one joined list.
+            entry.insert(joined);
+        }
+    }
 }
 
 /// True when the request is gRPC (`application/grpc`, `+proto`, `+json`, …).
@@ -313,6 +331,12 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(h.get("x-request-id"), Some(&id));
         assert_ne!(ensure_request_id(&mut HeaderMap::new()), id);
+        // An empty id is replaced, not kept.
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static(""));
+        let id = ensure_request_id(&mut h);
+        assert_eq!(id.len(), 36);
+        assert_eq!(h.get_all("x-request-id").iter().collect::<Vec<_>>(), [&id]);
     }
 
     #[test]
@@ -350,7 +374,9 @@ mod tests {
 
         let mut h = HeaderMap::new();
         h.insert("traceparent", HeaderValue::from_static("garbage"));
+        h.append("traceparent", HeaderValue::from_static("more garbage"));
         ensure_traceparent(&mut h);
+        assert_eq!(h.get_all("traceparent").iter().count(), 1);
         let made = h
             .get("traceparent")
             .map(|v| v.as_bytes().to_vec())

@@ -8,7 +8,10 @@
 //! with no other client's traffic in between. HTTP/2 clients multiplex many
 //! streams and share the pooled clients.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -48,7 +51,16 @@ pub struct Upstream {
 /// on its first request. The lock is never contended: a client connection
 /// runs one request at a time, and only while the request is handed over.
 #[derive(Debug, Default, Clone)]
-pub struct Lane(Arc<Mutex<Option<http1::SendRequest<UpstreamBody>>>>);
+pub struct Lane(Arc<Mutex<LaneSlot>>);
+
+#[derive(Debug, Default)]
+struct LaneSlot {
+    sender: Option<http1::SendRequest<UpstreamBody>>,
+    /// The request timeout's timer, reset for each request: pushing a
+    /// registered timer's deadline later is a few stores, where a new timer
+    /// per request was a timer-wheel insert and removal.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
 
 /// Why a lane could not carry a request.
 enum LaneError {
@@ -115,15 +127,28 @@ impl Upstream {
                 Ok(ready) => ready,
                 Err(error) => return Err(self.lane_failure(error)),
             };
-            return match tokio::time::timeout(
-                self.timeout,
-                self.send_on_lane(lane, sender, fresh, request),
-            )
-            .await
-            {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(error)) => Err(self.lane_failure(error)),
-                Err(_) => Err(self.timed_out()),
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let mut timer = match lane.take_timer() {
+                Some(mut timer) => {
+                    timer.as_mut().reset(deadline);
+                    timer
+                }
+                None => Box::pin(tokio::time::sleep_until(deadline)),
+            };
+            let mut send = std::pin::pin!(self.send_on_lane(lane, sender, fresh, request));
+            // As `tokio::time::timeout` does: the call first, then the timer.
+            let sent = std::future::poll_fn(|cx| {
+                if let Poll::Ready(result) = send.as_mut().poll(cx) {
+                    return Poll::Ready(Some(result));
+                }
+                timer.as_mut().poll(cx).map(|()| None)
+            })
+            .await;
+            lane.put_timer(timer);
+            return match sent {
+                Some(Ok(response)) => Ok(response),
+                Some(Err(error)) => Err(self.lane_failure(error)),
+                None => Err(self.timed_out()),
             };
         }
         let path = request
@@ -312,12 +337,22 @@ impl Upstream {
 
 impl Lane {
     fn take(&self) -> Option<http1::SendRequest<UpstreamBody>> {
-        self.0.lock().ok()?.take()
+        self.0.lock().ok()?.sender.take()
     }
 
     fn put(&self, sender: http1::SendRequest<UpstreamBody>) {
         if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(sender);
+            slot.sender = Some(sender);
+        }
+    }
+
+    fn take_timer(&self) -> Option<Pin<Box<tokio::time::Sleep>>> {
+        self.0.lock().ok()?.timer.take()
+    }
+
+    fn put_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.timer = Some(timer);
         }
     }
 }
