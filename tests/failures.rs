@@ -83,6 +83,75 @@ async fn slow_upstream_is_504_after_request_timeout() {
     sidecar.shutdown().await;
 }
 
+/// One client connection keeps its lane, and the lane keeps one timer,
+/// reset for each request: a timer that fired must not cut the next
+/// request short, and one pushed later must not fire at its old deadline.
+#[tokio::test]
+async fn the_request_timeout_is_per_request_on_a_kept_alive_connection() {
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let held = release.clone();
+    let upstream = upstream(move |request| {
+        let held = held.clone();
+        async move {
+            match request.uri.path() {
+                "/slow" => held.notified().await,
+                "/200ms" => tokio::time::sleep(Duration::from_millis(200)).await,
+                _ => {}
+            }
+            Response::new(full("done"))
+        }
+    })
+    .await;
+    let sidecar = sidecar(upstream.addr, "limits: { request_timeout: 300ms }\n").await;
+    let stream = TcpStream::connect(sidecar.proxy_addr())
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    let driver = tokio::spawn(connection);
+    let mut get = async |path: &str| {
+        sender.ready().await.expect("connection ready");
+        let started = std::time::Instant::now();
+        let response = sender
+            .send_request(
+                Request::get(path)
+                    .header("host", "model")
+                    .body(Full::new(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+            .expect("response on the same connection");
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, body, started.elapsed())
+    };
+
+    let (status, body, took) = get("/slow").await;
+    assert_eq!(status, 504);
+    assert_eq!(error_kind(&body), "upstream_timeout");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // The timer fired on the last request; this one is answered.
+    let (status, _, _) = get("/fast").await;
+    assert_eq!(status, 200);
+    // Back to back, each 200 ms: the second ends after the first's deadline
+    // (300 ms from its start), so a timer not pushed later would cut it.
+    for _ in 0..3 {
+        let (status, body, took) = get("/200ms").await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+    }
+    release.notify_waiters();
+    driver.abort();
+    sidecar.shutdown().await;
+}
+
 #[tokio::test]
 async fn bodies_over_max_body_get_413() {
     let mut upstream = upstream(|_| async move { Response::new(full("accepted")) }).await;
