@@ -234,25 +234,35 @@ impl Upstream {
         fresh: bool,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, LaneError> {
-        match sender.try_send_request(request).await {
+        let unsent = match sender.try_send_request(request).await {
             Ok(response) => {
                 lane.put(sender);
-                Ok(response)
+                return Ok(response);
             }
             Err(mut error) => match error.take_message() {
-                Some(unsent) if !fresh => {
-                    let mut sender = Box::pin(self.connect()).await?;
-                    sender.ready().await.map_err(LaneError::Request)?;
-                    let response = sender
-                        .send_request(unsent)
-                        .await
-                        .map_err(LaneError::Request)?;
-                    lane.put(sender);
-                    Ok(response)
-                }
-                _ => Err(LaneError::Request(error.into_error())),
+                Some(unsent) if !fresh => unsent,
+                _ => return Err(LaneError::Request(error.into_error())),
             },
-        }
+        };
+        // Boxed, as rare: its state would otherwise make every request's
+        // future larger, and hyper moves that future once per request.
+        Box::pin(self.resend(lane, unsent)).await
+    }
+
+    /// Sends a request the upstream never received on a new connection.
+    async fn resend(
+        &self,
+        lane: &Lane,
+        unsent: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, LaneError> {
+        let mut sender = self.connect().await?;
+        sender.ready().await.map_err(LaneError::Request)?;
+        let response = sender
+            .send_request(unsent)
+            .await
+            .map_err(LaneError::Request)?;
+        lane.put(sender);
+        Ok(response)
     }
 
     /// A lane's failure as the client sees it.
