@@ -15,21 +15,23 @@ use http::HeaderMap;
 /// name bytes (lowercase, as `http` stores them), value bytes.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct HeaderCopy {
-    buf: Box<[u8]>,
+    /// Kept as a `Vec`: shrinking it to fit would cost a reallocation per
+    /// head for a few dozen bytes.
+    buf: Vec<u8>,
 }
 
 const ENTRY_HEADER: usize = 6;
+/// Bytes per header that [`HeaderCopy::copy_from`] reserves up front.
+const GUESS_PER_HEADER: usize = 48;
 
 // === impl HeaderCopy ===
 
 impl HeaderCopy {
     /// Copies every header of `map` with one allocation.
     pub fn copy_from(map: &HeaderMap) -> Self {
-        let size: usize = map
-            .iter()
-            .map(|(name, value)| ENTRY_HEADER + name.as_str().len() + value.len())
-            .sum();
-        let mut buf = Vec::with_capacity(size);
+        // One pass over the map, sized by a guess that typical request and
+        // response heads stay under; a longer head grows the buffer.
+        let mut buf = Vec::with_capacity(map.len() * GUESS_PER_HEADER);
         for (name, value) in map {
             let name = name.as_str().as_bytes();
             let value = value.as_bytes();
@@ -44,9 +46,7 @@ impl HeaderCopy {
             buf.extend_from_slice(name);
             buf.extend_from_slice(value);
         }
-        HeaderCopy {
-            buf: buf.into_boxed_slice(),
-        }
+        HeaderCopy { buf }
     }
 
     /// Every (name, value) pair, repeated names included.
@@ -68,9 +68,9 @@ impl HeaderCopy {
             .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
     }
 
-    /// Bytes the copy takes.
+    /// Bytes the copy takes in memory (what the queue's byte budget counts).
     pub fn byte_len(&self) -> usize {
-        self.buf.len()
+        self.buf.capacity()
     }
 
     /// True when there are no headers.

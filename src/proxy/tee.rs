@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -45,8 +45,11 @@ pub struct ExchangeCell {
     request: Option<RequestHead>,
     received: Instant,
     received_at: std::time::SystemTime,
-    request_body: OnceLock<BodyCopy>,
-    response: OnceLock<ResponseHalf>,
+    // Each half fills its slot once, on the thread that runs the
+    // connection; an uncontended lock is cheaper than `OnceLock`'s
+    // once-state machine.
+    request_body: Mutex<Option<BodyCopy>>,
+    response: Mutex<Option<ResponseHalf>>,
 }
 
 #[derive(Debug)]
@@ -122,7 +125,7 @@ pin_project! {
         #[pin]
         inner: B,
         meta: Option<ResponseMeta>,
-        tee: Option<Box<ResponseTee>>,
+        tee: Option<ResponseTee>,
     }
 
     impl<B: Body> PinnedDrop for ResponseTap<B> {
@@ -187,8 +190,8 @@ impl ExchangeCell {
             request: Some(request),
             received,
             received_at: std::time::SystemTime::now(),
-            request_body: OnceLock::new(),
-            response: OnceLock::new(),
+            request_body: Mutex::new(None),
+            response: Mutex::new(None),
         }
     }
 }
@@ -198,7 +201,7 @@ impl Drop for ExchangeCell {
         let Some(request) = self.request.take() else {
             return;
         };
-        let response = self.response.take();
+        let response = self.response.get_mut().ok().and_then(Option::take);
         let mut timings = Timings {
             received_at: self.received_at,
             received: self.received,
@@ -223,7 +226,12 @@ impl Drop for ExchangeCell {
             client: self.client,
             model: self.model.take(),
             request,
-            request_body: self.request_body.take().unwrap_or_default(),
+            request_body: self
+                .request_body
+                .get_mut()
+                .ok()
+                .and_then(Option::take)
+                .unwrap_or_default(),
             response: head,
             response_body: body,
             response_trailers: trailers,
@@ -236,7 +244,9 @@ impl Drop for ExchangeCell {
 /// Hands the request body copy, finished, to its exchange (once).
 fn settle(capture: &mut Option<(Capture, Arc<ExchangeCell>)>, complete: bool) {
     if let Some((capture, cell)) = capture.take() {
-        let _ = cell.request_body.set(capture.finish(complete));
+        if let Ok(mut slot) = cell.request_body.lock() {
+            slot.get_or_insert(capture.finish(complete));
+        }
     }
 }
 
@@ -327,24 +337,18 @@ impl<B: Body> ResponseTap<B> {
         ResponseTap {
             inner,
             meta: Some(meta),
-            tee: tee.map(|(max, cell, head)| {
-                Box::new(ResponseTee {
-                    capture: Capture::new(max, hint),
-                    first_body_byte: None,
-                    head,
-                    trailers: None,
-                    cell,
-                })
+            tee: tee.map(|(max, cell, head)| ResponseTee {
+                capture: Capture::new(max, hint),
+                first_body_byte: None,
+                head,
+                trailers: None,
+                cell,
             }),
         }
     }
 }
 
-fn finish_response(
-    meta: &mut Option<ResponseMeta>,
-    tee: &mut Option<Box<ResponseTee>>,
-    complete: bool,
-) {
+fn finish_response(meta: &mut Option<ResponseMeta>, tee: &mut Option<ResponseTee>, complete: bool) {
     let Some(mut meta) = meta.take() else {
         return;
     };
@@ -363,8 +367,7 @@ fn finish_response(
         },
     );
     if let Some(tee) = tee.take() {
-        let tee = *tee;
-        let _ = tee.cell.response.set(ResponseHalf {
+        let half = ResponseHalf {
             head: tee.head,
             body: tee.capture.finish(complete),
             trailers: tee.trailers,
@@ -373,7 +376,10 @@ fn finish_response(
             first_body_byte: tee.first_body_byte,
             done,
             proxy_error: meta.proxy_error,
-        });
+        };
+        if let Ok(mut slot) = tee.cell.response.lock() {
+            slot.get_or_insert(half);
+        }
     }
     if let Some(spans) = meta.spans.take() {
         spans.finish(meta.status, meta.proxy_error, complete);
