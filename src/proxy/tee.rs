@@ -243,10 +243,10 @@ impl Drop for ExchangeCell {
 
 /// Hands the request body copy, finished, to its exchange (once).
 fn settle(capture: &mut Option<(Capture, Arc<ExchangeCell>)>, complete: bool) {
-    if let Some((capture, cell)) = capture.take() {
-        if let Ok(mut slot) = cell.request_body.lock() {
-            slot.get_or_insert(capture.finish(complete));
-        }
+    if let Some((capture, cell)) = capture.take()
+        && let Ok(mut slot) = cell.request_body.lock()
+    {
+        slot.get_or_insert(capture.finish(complete));
     }
 }
 
