@@ -50,8 +50,12 @@ const PARK_TIMEOUT: Duration = Duration::from_millis(50);
 /// A proxy thread hands its batch over once it holds this many exchanges...
 const BATCH_LEN: usize = 32;
 /// ...or this many body and header bytes, so batches waiting on proxy
-/// threads add little to what `mirror.max_queue_bytes` bounds.
+/// threads add little to what `mirror.max_queue_bytes` bounds...
 const BATCH_BYTES: usize = 64 * 1024;
+/// ...or when an exchange ends this long after the batch's oldest did, so a
+/// thread kept busy (and never idle) by long streams delays monitoring
+/// little. Measured on the exchanges' own timings: no clock read.
+const BATCH_AGE: Duration = Duration::from_millis(10);
 
 /// Receives mirrored exchanges on a worker thread; the monitoring pipeline
 /// implements it.
@@ -118,6 +122,8 @@ struct Batch {
     sink: Arc<MirrorSender>,
     exchanges: Vec<Exchange>,
     bytes: usize,
+    /// When the oldest exchange in the batch ended.
+    oldest: Option<Instant>,
 }
 
 thread_local! {
@@ -218,11 +224,17 @@ impl MirrorSender {
             let Some(exchange) = exchange.take() else {
                 return;
             };
+            let ended = exchange.timings.done.unwrap_or(exchange.timings.received);
+            let oldest = *batch.oldest.get_or_insert(ended);
             batch.bytes += exchange.payload_len();
             batch.exchanges.push(exchange);
-            if batch.exchanges.len() < BATCH_LEN && batch.bytes < BATCH_BYTES {
+            if batch.exchanges.len() < BATCH_LEN
+                && batch.bytes < BATCH_BYTES
+                && ended.saturating_duration_since(oldest) < BATCH_AGE
+            {
                 return;
             }
+            batch.oldest = None;
             (
                 std::mem::replace(&mut batch.exchanges, Vec::with_capacity(BATCH_LEN)),
                 std::mem::take(&mut batch.bytes),
@@ -242,6 +254,7 @@ impl MirrorSender {
                     sink: self.clone(),
                     exchanges: Vec::with_capacity(BATCH_LEN),
                     bytes: 0,
+                    oldest: None,
                 });
             }
         });
@@ -432,6 +445,7 @@ pub fn flush_this_thread() {
     let pending = BATCH.try_with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
         let batch = slot.as_mut().filter(|b| !b.exchanges.is_empty())?;
+        batch.oldest = None;
         Some((
             batch.sink.clone(),
             std::mem::replace(&mut batch.exchanges, Vec::with_capacity(BATCH_LEN)),
@@ -489,6 +503,11 @@ impl Worker {
                 pending_flush = false;
             }
             if self.stopping.load(Ordering::Acquire) {
+                // Every proxy thread handed its last batch over before
+                // `stopping` was set, but maybe after the empty poll above.
+                while let Ok(exchanges) = self.receiver.try_recv() {
+                    self.consume(exchanges);
+                }
                 break;
             }
             if idle_polls < POLLS_BEFORE_PARKING {
@@ -504,10 +523,11 @@ impl Worker {
     }
 
     fn consume(&mut self, exchanges: Vec<Exchange>) {
-        // Handed over: the consumer's memory is its own to bound.
-        let bytes = exchanges.iter().map(Exchange::payload_len).sum();
-        self.stats.release(exchanges.len(), bytes);
         for exchange in exchanges {
+            // Handed over one at a time: the rest of the batch still counts
+            // as queued (depth and byte budget) until its turn, and the
+            // consumer's memory is its own to bound.
+            self.stats.release(1, exchange.payload_len());
             let consumer = &mut self.consumer;
             match std::panic::catch_unwind(AssertUnwindSafe(|| consumer.consume(exchange))) {
                 Ok(()) => {
@@ -646,6 +666,65 @@ mod tests {
         );
         assert!(workers.finish(Instant::now() + DEADLINE));
         assert_eq!(stats.consumed(), 4 + BATCH_LEN as u64);
+    }
+
+    #[test]
+    fn a_batch_goes_when_an_exchange_ends_long_after_its_oldest() {
+        let (sink, workers, received) = recorder(1024, usize::MAX, None);
+        let thread_sink = sink.clone();
+        std::thread::spawn(move || {
+            thread_sink.batch_on_this_thread();
+            let start = Instant::now();
+            let ended = |ms: u64, i: usize| {
+                let mut e = exchange(i, 10);
+                e.timings.done = Some(start + Duration::from_millis(ms));
+                e
+            };
+            thread_sink.offer(ended(0, 0));
+            thread_sink.offer(ended(5, 1));
+            assert_eq!(thread_sink.stats().offered(), 0);
+            // No flush: the third ended 10 ms after the first.
+            thread_sink.offer(ended(10, 2));
+            assert_eq!(thread_sink.stats().offered(), 3);
+            // The age starts again with the next batch.
+            thread_sink.offer(ended(12, 3));
+            assert_eq!(thread_sink.stats().offered(), 3);
+            stop_batching_on_this_thread();
+        })
+        .join()
+        .expect("the batching thread");
+        assert_eq!(received_ids(&received, 4), ids(0..4));
+        assert!(workers.finish(Instant::now() + DEADLINE));
+    }
+
+    #[test]
+    fn a_batch_counts_as_queued_until_each_exchange_is_consumed() {
+        let (gate_open, gate) = crossbeam_channel::unbounded();
+        let (sink, workers, received) = recorder(1024, usize::MAX, Some(gate));
+        let thread_sink = sink.clone();
+        std::thread::spawn(move || {
+            thread_sink.batch_on_this_thread();
+            for i in 0..3 {
+                thread_sink.offer(exchange(i, 100));
+            }
+            stop_batching_on_this_thread();
+        })
+        .join()
+        .expect("the batching thread");
+        // The worker holds the first exchange at the gate; the other two
+        // are still queued, with their bytes.
+        let deadline = Instant::now() + DEADLINE;
+        let stats = sink.stats().clone();
+        while stats.queue_depth() != 2 {
+            assert!(Instant::now() < deadline, "depth {}", stats.queue_depth());
+            std::thread::yield_now();
+        }
+        assert_eq!(stats.queue_bytes(), 200);
+        drop(gate_open);
+        assert_eq!(received_ids(&received, 3), ids(0..3));
+        assert!(workers.finish(Instant::now() + DEADLINE));
+        assert_eq!(stats.queue_depth(), 0);
+        assert_eq!(stats.queue_bytes(), 0);
     }
 
     #[test]

@@ -152,6 +152,23 @@ async fn the_request_timeout_is_per_request_on_a_kept_alive_connection() {
     sidecar.shutdown().await;
 }
 
+/// A request timeout too large to add to a clock reading means no timeout,
+/// not a panic in the connection's task.
+#[tokio::test]
+async fn an_enormous_request_timeout_is_no_timeout() {
+    let upstream = ok_upstream("fine").await;
+    let sidecar = sidecar(upstream.addr, "limits: { request_timeout: 1e19 }\n").await;
+    let (parts, body) = send(
+        Request::get(format!("http://{}/v2/health/ready", sidecar.proxy_addr()))
+            .body(Full::new(Bytes::new()))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(&body[..], b"fine");
+    sidecar.shutdown().await;
+}
+
 #[tokio::test]
 async fn bodies_over_max_body_get_413() {
     let mut upstream = upstream(|_| async move { Response::new(full("accepted")) }).await;

@@ -18,6 +18,9 @@ use super::upstream::Lane;
 use crate::mirror;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How long a worker thread's runtime waits for its blocking threads (name
+/// lookups) when it shuts down.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(100);
 
 /// What happened during shutdown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,8 +81,10 @@ impl Workers {
                     let drained = runtime.block_on(work(connections, shared, drain));
                     // Connections cut at the drain deadline end with the
                     // runtime and offer their exchanges as they go; all of
-                    // it is handed over before the drain is reported.
-                    drop(runtime);
+                    // it is handed over before the drain is reported. A
+                    // name lookup stuck on a blocking thread is not waited
+                    // for beyond a moment.
+                    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
                     mirror::stop_batching_on_this_thread();
                     let _ = report.send(drained);
                 })?;

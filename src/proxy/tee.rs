@@ -5,8 +5,9 @@
 //! polls the request body, the server connection polls the response body),
 //! so each half holds an `Arc<ExchangeCell>` and fills a write-once slot;
 //! whichever half lets go last drops the cell, and the drop offers the
-//! assembled exchange to the mirror. No lock is taken and the proxy never
-//! waits for monitoring.
+//! assembled exchange to the mirror. Each slot's lock is only ever taken
+//! by one half and then by the dropper, never contended, and the proxy
+//! never waits for monitoring.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -28,6 +28,9 @@ use super::tee::RequestTap;
 use crate::config::{self, UpstreamProtocol};
 use crate::telemetry::UpstreamErrorKind;
 
+/// Stands in for a request timeout too large to add to an `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// The body type sent upstream.
 pub type UpstreamBody = RequestTap<Incoming>;
 
@@ -127,7 +130,12 @@ impl Upstream {
                 Ok(ready) => ready,
                 Err(error) => return Err(self.lane_failure(error)),
             };
-            let deadline = tokio::time::Instant::now() + self.timeout;
+            let now = tokio::time::Instant::now();
+            // As `tokio::time::timeout` does, a timeout too large to add
+            // means no timeout to speak of.
+            let deadline = now
+                .checked_add(self.timeout)
+                .unwrap_or_else(|| now + FAR_FUTURE);
             let mut timer = match lane.take_timer() {
                 Some(mut timer) => {
                     timer.as_mut().reset(deadline);
