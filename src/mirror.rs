@@ -234,11 +234,7 @@ impl MirrorSender {
             {
                 return;
             }
-            batch.oldest = None;
-            (
-                std::mem::replace(&mut batch.exchanges, Vec::with_capacity(BATCH_LEN)),
-                std::mem::take(&mut batch.bytes),
-            )
+            batch.take()
         };
         self.hand_over(exchanges, bytes);
     }
@@ -247,17 +243,14 @@ impl MirrorSender {
     /// batch, handed over when full or by [`flush_this_thread`], which the
     /// thread must call before it goes idle and before it ends.
     pub fn batch_on_this_thread(self: &Arc<Self>) {
-        flush_this_thread();
-        let _ = BATCH.try_with(|cell| {
-            if let Ok(mut slot) = cell.try_borrow_mut() {
-                *slot = Some(Batch {
-                    sink: self.clone(),
-                    exchanges: Vec::with_capacity(BATCH_LEN),
-                    bytes: 0,
-                    oldest: None,
-                });
-            }
-        });
+        let batch = Batch {
+            sink: self.clone(),
+            exchanges: Vec::with_capacity(BATCH_LEN),
+            bytes: 0,
+            oldest: None,
+        };
+        // A batch this thread had before hands itself over as it drops.
+        let _ = BATCH.try_with(|cell| cell.try_borrow_mut().map(|mut slot| slot.replace(batch)));
     }
 
     /// Queues `exchanges` (holding `bytes` of copies) as one message, or
@@ -445,12 +438,8 @@ pub fn flush_this_thread() {
     let pending = BATCH.try_with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
         let batch = slot.as_mut().filter(|b| !b.exchanges.is_empty())?;
-        batch.oldest = None;
-        Some((
-            batch.sink.clone(),
-            std::mem::replace(&mut batch.exchanges, Vec::with_capacity(BATCH_LEN)),
-            std::mem::take(&mut batch.bytes),
-        ))
+        let (exchanges, bytes) = batch.take();
+        Some((batch.sink.clone(), exchanges, bytes))
     });
     if let Ok(Some((sink, exchanges, bytes))) = pending {
         sink.hand_over(exchanges, bytes);
@@ -459,19 +448,25 @@ pub fn flush_this_thread() {
 
 /// Hands this thread's batch over and stops batching on it.
 pub fn stop_batching_on_this_thread() {
-    flush_this_thread();
-    let _ = BATCH.try_with(|cell| {
-        if let Ok(mut slot) = cell.try_borrow_mut() {
-            *slot = None;
-        }
-    });
+    // The batch hands itself over as it drops.
+    let _ = BATCH.try_with(|cell| cell.try_borrow_mut().map(|mut slot| slot.take()));
+}
+
+impl Batch {
+    /// Empties the batch: its exchanges and their bytes.
+    fn take(&mut self) -> (Vec<Exchange>, usize) {
+        self.oldest = None;
+        (
+            std::mem::replace(&mut self.exchanges, Vec::with_capacity(BATCH_LEN)),
+            std::mem::take(&mut self.bytes),
+        )
+    }
 }
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        // A thread that ends without flushing (a panic) still hands over.
-        let exchanges = std::mem::take(&mut self.exchanges);
-        let bytes = std::mem::take(&mut self.bytes);
+        // Also when the thread ends without a flush (a panic).
+        let (exchanges, bytes) = self.take();
         self.sink.hand_over(exchanges, bytes);
     }
 }
@@ -631,13 +626,25 @@ mod tests {
         range.map(|i| i.to_string()).collect()
     }
 
+    /// Runs `f` on a new thread that batches for `sink`, to its end.
+    fn on_batching_thread(
+        sink: &Arc<MirrorSender>,
+        f: impl FnOnce(&Arc<MirrorSender>) + Send + 'static,
+    ) {
+        let sink = sink.clone();
+        std::thread::spawn(move || {
+            sink.batch_on_this_thread();
+            f(&sink);
+        })
+        .join()
+        .expect("the batching thread");
+    }
+
     #[test]
     fn a_batching_thread_hands_over_when_it_flushes_and_when_the_batch_is_full() {
         let (sink, workers, received) = recorder(1024, usize::MAX, None);
         let stats = sink.stats().clone();
-        let thread_sink = sink.clone();
-        std::thread::spawn(move || {
-            thread_sink.batch_on_this_thread();
+        on_batching_thread(&sink, |thread_sink| {
             for i in 0..3 {
                 thread_sink.offer(exchange(i, 10));
             }
@@ -657,9 +664,7 @@ mod tests {
             stop_batching_on_this_thread();
             thread_sink.offer(exchange(3 + BATCH_LEN, 10));
             assert_eq!(thread_sink.stats().offered(), 4 + BATCH_LEN as u64);
-        })
-        .join()
-        .expect("the batching thread");
+        });
         assert_eq!(
             received_ids(&received, 4 + BATCH_LEN),
             ids(0..4 + BATCH_LEN)
@@ -671,9 +676,7 @@ mod tests {
     #[test]
     fn a_batch_goes_when_an_exchange_ends_long_after_its_oldest() {
         let (sink, workers, received) = recorder(1024, usize::MAX, None);
-        let thread_sink = sink.clone();
-        std::thread::spawn(move || {
-            thread_sink.batch_on_this_thread();
+        on_batching_thread(&sink, |thread_sink| {
             let start = Instant::now();
             let ended = |ms: u64, i: usize| {
                 let mut e = exchange(i, 10);
@@ -690,9 +693,7 @@ mod tests {
             thread_sink.offer(ended(12, 3));
             assert_eq!(thread_sink.stats().offered(), 3);
             stop_batching_on_this_thread();
-        })
-        .join()
-        .expect("the batching thread");
+        });
         assert_eq!(received_ids(&received, 4), ids(0..4));
         assert!(workers.finish(Instant::now() + DEADLINE));
     }
@@ -701,16 +702,12 @@ mod tests {
     fn a_batch_counts_as_queued_until_each_exchange_is_consumed() {
         let (gate_open, gate) = crossbeam_channel::unbounded();
         let (sink, workers, received) = recorder(1024, usize::MAX, Some(gate));
-        let thread_sink = sink.clone();
-        std::thread::spawn(move || {
-            thread_sink.batch_on_this_thread();
+        on_batching_thread(&sink, |thread_sink| {
             for i in 0..3 {
                 thread_sink.offer(exchange(i, 100));
             }
             stop_batching_on_this_thread();
-        })
-        .join()
-        .expect("the batching thread");
+        });
         // The worker holds the first exchange at the gate; the other two
         // are still queued, with their bytes.
         let deadline = Instant::now() + DEADLINE;
@@ -730,14 +727,10 @@ mod tests {
     #[test]
     fn a_thread_that_ends_without_flushing_still_hands_over() {
         let (sink, workers, received) = recorder(1024, usize::MAX, None);
-        let thread_sink = sink.clone();
-        std::thread::spawn(move || {
-            thread_sink.batch_on_this_thread();
+        on_batching_thread(&sink, |thread_sink| {
             thread_sink.offer(exchange(0, 10));
             thread_sink.offer(exchange(1, 10));
-        })
-        .join()
-        .expect("the batching thread");
+        });
         assert_eq!(sink.stats().offered(), 2);
         assert_eq!(received_ids(&received, 2), ids(0..2));
         assert!(workers.finish(Instant::now() + DEADLINE));
@@ -748,16 +741,12 @@ mod tests {
         // Bytes: room for two 1000-byte exchanges of four.
         let (gate_open, gate) = crossbeam_channel::unbounded();
         let (sink, workers, received) = recorder(1024, 2_500, Some(gate));
-        let thread_sink = sink.clone();
-        std::thread::spawn(move || {
-            thread_sink.batch_on_this_thread();
+        on_batching_thread(&sink, |thread_sink| {
             for i in 0..4 {
                 thread_sink.offer(exchange(i, 1_000));
             }
             flush_this_thread();
-        })
-        .join()
-        .expect("the batching thread");
+        });
         let stats = sink.stats();
         assert_eq!(stats.offered(), 4);
         assert_eq!(stats.dropped(DropReason::QueueBytes), 2);
@@ -770,16 +759,12 @@ mod tests {
         // Count: room for three exchanges of five.
         let (gate_open, gate) = crossbeam_channel::unbounded();
         let (sink, workers, received) = recorder(3, usize::MAX, Some(gate));
-        let thread_sink = sink.clone();
-        std::thread::spawn(move || {
-            thread_sink.batch_on_this_thread();
+        on_batching_thread(&sink, |thread_sink| {
             for i in 0..5 {
                 thread_sink.offer(exchange(i, 0));
             }
             flush_this_thread();
-        })
-        .join()
-        .expect("the batching thread");
+        });
         assert_eq!(sink.stats().dropped(DropReason::QueueFull), 2);
         drop(gate_open);
         assert_eq!(received_ids(&received, 3), ids(0..3));

@@ -22,16 +22,21 @@ fn error_kind(body: &[u8]) -> String {
     json["kind"].as_str().unwrap_or_default().to_owned()
 }
 
+/// A GET with no body through the proxy: the answer's head and body.
+async fn get(url: impl AsRef<str>) -> (http::response::Parts, Bytes) {
+    send(
+        Request::get(url.as_ref())
+            .body(Full::new(Bytes::new()))
+            .expect("request"),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn unreachable_upstream_is_502_and_the_proxy_keeps_serving() {
     let sidecar = sidecar(closed_port().await, "").await;
     for _ in 0..2 {
-        let (parts, body) = send(
-            Request::get(format!("http://{}/v2/models/m/infer", sidecar.proxy_addr()))
-                .body(Full::new(Bytes::new()))
-                .expect("request"),
-        )
-        .await;
+        let (parts, body) = get(format!("http://{}/v2/models/m/infer", sidecar.proxy_addr())).await;
         assert_eq!(parts.status, 502);
         assert_eq!(parts.headers["content-type"], "application/json");
         assert!(parts.headers.contains_key("x-request-id"));
@@ -70,12 +75,7 @@ async fn slow_upstream_is_504_after_request_timeout() {
     .await;
     let sidecar = sidecar(upstream.addr, "limits: { request_timeout: 300ms }\n").await;
     let started = std::time::Instant::now();
-    let (parts, body) = send(
-        Request::get(format!("http://{}/slow", sidecar.proxy_addr()))
-            .body(Full::new(Bytes::new()))
-            .expect("request"),
-    )
-    .await;
+    let (parts, body) = get(format!("http://{}/slow", sidecar.proxy_addr())).await;
     assert_eq!(parts.status, 504);
     assert_eq!(error_kind(&body), "upstream_timeout");
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -158,12 +158,7 @@ async fn the_request_timeout_is_per_request_on_a_kept_alive_connection() {
 async fn an_enormous_request_timeout_is_no_timeout() {
     let upstream = ok_upstream("fine").await;
     let sidecar = sidecar(upstream.addr, "limits: { request_timeout: 1e19 }\n").await;
-    let (parts, body) = send(
-        Request::get(format!("http://{}/v2/health/ready", sidecar.proxy_addr()))
-            .body(Full::new(Bytes::new()))
-            .expect("request"),
-    )
-    .await;
+    let (parts, body) = get(format!("http://{}/v2/health/ready", sidecar.proxy_addr())).await;
     assert_eq!(parts.status, 200);
     assert_eq!(&body[..], b"fine");
     sidecar.shutdown().await;
@@ -267,12 +262,7 @@ async fn clients_that_do_not_finish_their_headers_are_disconnected() {
     expect_disconnect(&mut silent).await;
 
     // Meanwhile a well-behaved client is served.
-    let (parts, _) = send(
-        Request::get(format!("http://{}/", sidecar.proxy_addr()))
-            .body(Full::new(Bytes::new()))
-            .expect("request"),
-    )
-    .await;
+    let (parts, _) = get(format!("http://{}/", sidecar.proxy_addr())).await;
     assert_eq!(parts.status, 200);
     sidecar.shutdown().await;
 }
