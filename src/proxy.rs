@@ -28,9 +28,9 @@ pub struct Shared {
     upstream: upstream::Upstream,
     limits: Limits,
     routes: route::Routes,
-    stats: Arc<ProxyStats>,
-    /// This thread's own handle on `stats`, cloned per request.
-    thread_stats: Arc<ThreadStats>,
+    /// The process-wide counters through this thread's own handle, which
+    /// requests clone.
+    stats: Arc<ThreadStats>,
     /// This thread's own handle: cloning it per request touches no shared
     /// counter, where cloning the sender itself would.
     mirror: Option<Arc<MirrorSender>>,
@@ -51,8 +51,7 @@ impl Shared {
             ),
             limits: config.limits.clone(),
             routes: route::Routes::new(&config.models),
-            thread_stats: Arc::new(ThreadStats(stats.clone())),
-            stats,
+            stats: Arc::new(ThreadStats(stats)),
             mirror: mirror.map(Arc::new),
             max_payload: config.mirror.max_payload,
             tracing: None,

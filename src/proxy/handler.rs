@@ -69,7 +69,7 @@ pub async fn handle(
         ))
     });
     let mut meta = ResponseMeta {
-        stats: shared.thread_stats.clone(),
+        stats: shared.stats.clone(),
         model: model_label,
         status: 0,
         received,
