@@ -11,11 +11,10 @@ use sidewatch::baseline::{self, BuildOptions, source::SourceOptions};
 use sidewatch::config::{Config, ConfigError, Overrides};
 use sidewatch::{Sidecar, telemetry};
 
-// The tee hands every exchange from the proxy threads to the mirror thread,
-// which frees it: glibc's arenas serialise such cross-thread frees on a
-// lock, mimalloc returns them to the owning thread's heap without one.
+mod allocator;
+
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
 
 #[derive(Parser)]
 #[command(
