@@ -31,10 +31,7 @@ use sidewatch::telemetry::{ProxyStats, ThreadStats};
 // The binary's allocator: the cost of handing an exchange's memory to the
 // mirror thread depends on it (glibc serialises cross-thread frees).
 #[global_allocator]
-static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
-
-#[path = "../src/allocator.rs"]
-mod allocator;
+static ALLOCATOR: sidewatch::allocator::Mimalloc = sidewatch::allocator::Mimalloc;
 
 const KIB: usize = 1024;
 const MAX_BODY: u64 = 16 * 1024 * 1024;

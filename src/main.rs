@@ -11,10 +11,8 @@ use sidewatch::baseline::{self, BuildOptions, source::SourceOptions};
 use sidewatch::config::{Config, ConfigError, Overrides};
 use sidewatch::{Sidecar, telemetry};
 
-mod allocator;
-
 #[global_allocator]
-static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
+static ALLOCATOR: sidewatch::allocator::Mimalloc = sidewatch::allocator::Mimalloc;
 
 #[derive(Parser)]
 #[command(
