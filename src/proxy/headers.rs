@@ -215,21 +215,20 @@ fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: &HeaderValue) {
             entry.insert(item.clone());
         }
         Entry::Occupied(mut entry) => {
-            let existing = entry.get().as_bytes();
-            let joined = if existing.is_empty() {
-                item.clone()
-            } else {
-                let mut value = Vec::with_capacity(existing.len() + 2 + item.len());
-                value.extend_from_slice(existing);
-                value.extend_from_slice(b", ");
-                value.extend_from_slice(item.as_bytes());
-                match HeaderValue::from_bytes(&value) {
-                    Ok(value) => value,
-                    Err(_) => return,
+            // Several lines are one comma-separated list (RFC 9110 §5.3),
+            // so every earlier hop is kept, in order.
+            let mut value = Vec::new();
+            for line in entry.iter().map(HeaderValue::as_bytes) {
+                if !line.is_empty() {
+                    value.extend_from_slice(line);
+                    value.extend_from_slice(b", ");
                 }
-            };
+            }
+            value.extend_from_slice(item.as_bytes());
             // Replaces every earlier line with the one joined list.
-            entry.insert(joined);
+            if let Ok(joined) = HeaderValue::from_bytes(&value) {
+                entry.insert(joined);
+            }
         }
     }
 }
@@ -407,6 +406,29 @@ mod tests {
         assert_eq!(
             h.get("x-forwarded-proto").map(|v| v.as_bytes()),
             Some(&b"http"[..])
+        );
+    }
+
+    #[test]
+    fn every_forwarded_for_line_is_kept_in_order() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static(""));
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.0.0.2, 10.0.0.3"),
+        );
+        append_forwarded(
+            &mut h,
+            &ForwardedFor::new("127.0.0.1".parse().expect("ip")),
+            "http",
+        );
+        let lines: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(
+            lines,
+            [&HeaderValue::from_static(
+                "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"
+            )]
         );
     }
 }
