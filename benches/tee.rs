@@ -23,7 +23,7 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterio
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use http_body::{Body, Frame};
 use http_body_util::{Either, Full, StreamBody};
-use sidewatch::mirror::{self, Discard, HeaderCopy, MirrorSender, RequestHead, ResponseHead};
+use sidewatch::mirror::{self, Discard, MirrorSender};
 use sidewatch::proxy::limit::BodyLimit;
 use sidewatch::proxy::tee::{Capture, ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
 use sidewatch::telemetry::{ProxyStats, ThreadStats};
@@ -101,27 +101,22 @@ impl Fixture {
         }
     }
 
-    /// Opens an exchange as the handler does, head clone included.
+    /// Opens an exchange as the handler does.
     fn cell(&self, sink: &Arc<MirrorSender>) -> Arc<ExchangeCell> {
-        let head = RequestHead {
-            method: Method::POST,
-            uri: Uri::from_static("/v2/models/bench/infer"),
-            version: Version::HTTP_11,
-            headers: HeaderCopy::copy_from(&self.request_headers),
-        };
-        let id = "0f6c2b1e-3d4a-4c5b-8e9f-a0b1c2d3e4f5".to_owned();
         Arc::new(ExchangeCell::new(
             sink.clone(),
-            id,
             self.client,
             Some(self.model.clone()),
-            head,
+            Method::POST,
+            Version::HTTP_11,
             Instant::now(),
         ))
     }
 
     /// A request body behind its tap: `Full` (exact length, like a
     /// request with `content-length`) or a 16-frame stream (no length).
+    /// With a cell, the tap's copy starts with the request head, as the
+    /// handler's does.
     fn request_tap(
         &self,
         shape: Shape,
@@ -136,7 +131,13 @@ impl Fixture {
             ))),
         };
         let limit = BodyLimit::new(MAX_BODY, false);
-        RequestTap::new(body, limit, None, cell.map(|c| (MAX_PAYLOAD, c)))
+        let tee = cell.map(|cell| {
+            let hint = body.size_hint().exact();
+            let uri = Uri::from_static("/v2/models/bench/infer");
+            let capture = Capture::request(MAX_PAYLOAD, hint, &uri, &self.request_headers);
+            (capture, cell)
+        });
+        RequestTap::new(body, limit, None, tee)
     }
 
     fn response_tap(&self, cell: Option<Arc<ExchangeCell>>) -> ResponseTap<Full<Bytes>> {
@@ -152,14 +153,13 @@ impl Fixture {
             proxy_error: None,
             spans: None,
         };
+        let body = Full::new(self.chunk.clone());
         let tee = cell.map(|cell| {
-            let head = ResponseHead {
-                status: StatusCode::OK,
-                headers: HeaderCopy::copy_from(&self.response_headers),
-            };
-            (MAX_PAYLOAD, cell, head)
+            let hint = body.size_hint().exact();
+            let capture = Capture::response(MAX_PAYLOAD, hint, &self.response_headers);
+            (capture, StatusCode::OK, cell)
         });
-        ResponseTap::new(Full::new(self.chunk.clone()), meta, tee)
+        ResponseTap::new(body, meta, tee)
     }
 }
 

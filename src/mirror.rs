@@ -35,8 +35,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-pub use exchange::{BodyCopy, Exchange, RequestHead, ResponseHead, Timings};
-pub use headers::HeaderCopy;
+pub use exchange::{BodyCopy, Exchange, RawCopy, RawExchange, RequestHead, ResponseHead, Timings};
+pub use headers::{GUESS_PER_HEADER, HeaderCopy, write_headers};
 
 /// How long an idle worker sleeps between polls before parking. Each wake
 /// is a context switch that the proxy threads pay for on a small pod, so a
@@ -113,14 +113,22 @@ pub struct MirrorStats {
 /// The proxy's handle: offers exchanges without ever blocking.
 #[derive(Debug, Clone)]
 pub struct MirrorSender {
-    sender: Sender<Vec<Exchange>>,
+    sender: Sender<Vec<Queued>>,
     stats: Arc<MirrorStats>,
+}
+
+/// What the queue carries: an exchange, or the tee's raw copies of one,
+/// which the worker assembles.
+#[derive(Debug)]
+enum Queued {
+    Built(Exchange),
+    Raw(RawExchange),
 }
 
 /// Exchanges offered on a batching thread and not yet handed over.
 struct Batch {
     sink: Arc<MirrorSender>,
-    exchanges: Vec<Exchange>,
+    exchanges: Vec<Queued>,
     bytes: usize,
     /// When the oldest exchange in the batch ended.
     oldest: Option<Instant>,
@@ -202,6 +210,15 @@ impl MirrorSender {
     /// count or in bytes). On a thread that batches for this sender, the
     /// exchange joins the thread's batch instead.
     pub fn offer(&self, exchange: Exchange) {
+        self.offer_queued(Queued::Built(exchange));
+    }
+
+    /// Queues the tee's raw copies of an exchange, as [`Self::offer`] does.
+    pub fn offer_raw(&self, exchange: RawExchange) {
+        self.offer_queued(Queued::Raw(exchange));
+    }
+
+    fn offer_queued(&self, exchange: Queued) {
         let mut exchange = Some(exchange);
         // Fails only while the thread is exiting: then it goes directly.
         let _ = BATCH.try_with(|cell| self.add_to_batch(cell, &mut exchange));
@@ -213,7 +230,7 @@ impl MirrorSender {
 
     /// Moves the exchange into this thread's batch if the batch is this
     /// sender's, handing the batch over when it is full.
-    fn add_to_batch(&self, cell: &RefCell<Option<Batch>>, exchange: &mut Option<Exchange>) {
+    fn add_to_batch(&self, cell: &RefCell<Option<Batch>>, exchange: &mut Option<Queued>) {
         let (exchanges, bytes) = {
             let Ok(mut slot) = cell.try_borrow_mut() else {
                 return;
@@ -224,7 +241,7 @@ impl MirrorSender {
             let Some(exchange) = exchange.take() else {
                 return;
             };
-            let ended = exchange.timings.done.unwrap_or(exchange.timings.received);
+            let ended = exchange.ended();
             let oldest = *batch.oldest.get_or_insert(ended);
             batch.bytes += exchange.payload_len();
             batch.exchanges.push(exchange);
@@ -255,7 +272,7 @@ impl MirrorSender {
 
     /// Queues `exchanges` (holding `bytes` of copies) as one message, or
     /// drops and counts each that does not fit.
-    fn hand_over(&self, mut exchanges: Vec<Exchange>, bytes: usize) {
+    fn hand_over(&self, mut exchanges: Vec<Queued>, bytes: usize) {
         let n = exchanges.len();
         if n == 0 {
             return;
@@ -289,7 +306,7 @@ impl MirrorSender {
     }
 
     /// Sends exchanges whose room is already reserved.
-    fn send(&self, exchanges: Vec<Exchange>, bytes: usize) {
+    fn send(&self, exchanges: Vec<Queued>, bytes: usize) {
         let n = exchanges.len();
         let reason = match self.sender.try_send(exchanges) {
             Ok(()) => return,
@@ -452,9 +469,34 @@ pub fn stop_batching_on_this_thread() {
     let _ = BATCH.try_with(|cell| cell.try_borrow_mut().map(|mut slot| slot.take()));
 }
 
+// === impl Queued ===
+
+impl Queued {
+    fn payload_len(&self) -> usize {
+        match self {
+            Queued::Built(exchange) => exchange.payload_len(),
+            Queued::Raw(exchange) => exchange.payload_len(),
+        }
+    }
+
+    fn ended(&self) -> Instant {
+        match self {
+            Queued::Built(exchange) => exchange.timings.done.unwrap_or(exchange.timings.received),
+            Queued::Raw(exchange) => exchange.ended(),
+        }
+    }
+
+    fn into_exchange(self) -> Exchange {
+        match self {
+            Queued::Built(exchange) => exchange,
+            Queued::Raw(exchange) => exchange.into_exchange(),
+        }
+    }
+}
+
 impl Batch {
     /// Empties the batch: its exchanges and their bytes.
-    fn take(&mut self) -> (Vec<Exchange>, usize) {
+    fn take(&mut self) -> (Vec<Queued>, usize) {
         self.oldest = None;
         (
             std::mem::replace(&mut self.exchanges, Vec::with_capacity(BATCH_LEN)),
@@ -472,7 +514,7 @@ impl Drop for Batch {
 }
 
 struct Worker {
-    receiver: Receiver<Vec<Exchange>>,
+    receiver: Receiver<Vec<Queued>>,
     stats: Arc<MirrorStats>,
     stopping: Arc<AtomicBool>,
     consumer: Box<dyn Consumer>,
@@ -517,14 +559,15 @@ impl Worker {
         self.flush();
     }
 
-    fn consume(&mut self, exchanges: Vec<Exchange>) {
+    fn consume(&mut self, exchanges: Vec<Queued>) {
         for exchange in exchanges {
             // Handed over one at a time: the rest of the batch still counts
             // as queued (depth and byte budget) until its turn, and the
             // consumer's memory is its own to bound.
             self.stats.release(1, exchange.payload_len());
             let consumer = &mut self.consumer;
-            match std::panic::catch_unwind(AssertUnwindSafe(|| consumer.consume(exchange))) {
+            let assemble_and_consume = || consumer.consume(exchange.into_exchange());
+            match std::panic::catch_unwind(AssertUnwindSafe(assemble_and_consume)) {
                 Ok(()) => {
                     self.stats.consumed.fetch_add(1, Ordering::Relaxed);
                 }

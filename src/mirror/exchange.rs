@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Uri, Version};
 
 use super::HeaderCopy;
@@ -54,6 +54,129 @@ impl Exchange {
                 .response_trailers
                 .as_ref()
                 .map_or(0, HeaderCopy::byte_len)
+    }
+}
+
+/// An exchange as the tee hands it over: each side's head and body copies
+/// still in the one buffer they were written to. The mirror worker turns
+/// it into an [`Exchange`], so the proxy thread makes two allocations for
+/// the copies instead of six and never parses the request target again.
+#[derive(Debug)]
+pub struct RawExchange {
+    /// The peer address of the client connection.
+    pub client: SocketAddr,
+    /// The configured model the path matched, if any.
+    pub model: Option<Arc<str>>,
+    /// HTTP method.
+    pub method: Method,
+    /// Protocol version the client spoke.
+    pub version: Version,
+    /// Request target, headers (with the request id) and body.
+    pub request: RawCopy,
+    /// Status, headers and body the client received; `None` if the
+    /// exchange ended first.
+    pub response: Option<(StatusCode, RawCopy)>,
+    /// Response trailers (gRPC status lives here).
+    pub response_trailers: Option<HeaderCopy>,
+    /// When each stage happened.
+    pub timings: Timings,
+    /// Set when the proxy answered itself instead of the upstream.
+    pub proxy_error: Option<&'static str>,
+}
+
+/// One side's copies in one buffer: the request target (requests only),
+/// the header entries as [`super::write_headers`] lays them out, then the
+/// body's first `mirror.max_payload` bytes.
+#[derive(Debug, Default)]
+pub struct RawCopy {
+    /// Target, headers and body, back to back.
+    pub buf: BytesMut,
+    /// Bytes of the request target at the start.
+    pub target_len: usize,
+    /// Bytes of target and headers together; the body follows.
+    pub head_len: usize,
+    /// Total body bytes that passed, copied or not.
+    pub body_size: u64,
+    /// True when the body reached its end.
+    pub complete: bool,
+}
+
+// === impl RawExchange ===
+
+impl RawExchange {
+    /// Bytes the copies take in memory (what the queue's byte budget counts).
+    pub fn payload_len(&self) -> usize {
+        self.request.buf.capacity()
+            + self.response.as_ref().map_or(0, |(_, r)| r.buf.capacity())
+            + self
+                .response_trailers
+                .as_ref()
+                .map_or(0, HeaderCopy::byte_len)
+    }
+
+    /// When the exchange ended (or began, if it never did).
+    pub fn ended(&self) -> Instant {
+        self.timings.done.unwrap_or(self.timings.received)
+    }
+
+    /// The exchange with its fields split out of the two buffers, without
+    /// copying them.
+    pub fn into_exchange(self) -> Exchange {
+        let (target, headers, request_body) = self.request.split();
+        let uri = Uri::from_maybe_shared(target).unwrap_or_else(|_| Uri::from_static("/"));
+        // The handler set the id before the head was copied.
+        let request_id = headers
+            .get_str("x-request-id")
+            .unwrap_or_default()
+            .to_owned();
+        let (response, response_body) = match self.response {
+            Some((status, copy)) => {
+                let (_, headers, body) = copy.split();
+                (Some(ResponseHead { status, headers }), body)
+            }
+            None => (None, BodyCopy::default()),
+        };
+        Exchange {
+            request_id,
+            serial: 0,
+            client: self.client,
+            model: self.model,
+            request: RequestHead {
+                method: self.method,
+                uri,
+                version: self.version,
+                headers,
+            },
+            request_body,
+            response,
+            response_body,
+            response_trailers: self.response_trailers,
+            timings: self.timings,
+            proxy_error: self.proxy_error,
+        }
+    }
+}
+
+// === impl RawCopy ===
+
+impl RawCopy {
+    /// Target, headers and body as slices of the one buffer.
+    fn split(self) -> (Bytes, HeaderCopy, BodyCopy) {
+        let buf = self.buf.freeze();
+        let head_len = self.head_len.min(buf.len());
+        let target_len = self.target_len.min(head_len);
+        let body = buf.slice(head_len..);
+        let copied = body.len() as u64;
+        (
+            buf.slice(..target_len),
+            HeaderCopy::from_written(buf.slice(target_len..head_len)),
+            BodyCopy {
+                bytes: body,
+                size: self.body_size,
+                truncated: self.body_size > copied,
+                complete: self.complete,
+            },
+        )
     }
 }
 

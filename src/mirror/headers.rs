@@ -7,45 +7,57 @@
 
 use std::fmt;
 
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 
 /// Header names and values copied into one buffer, in the order sent.
 ///
 /// Each entry is laid out as name length (u16 LE), value length (u32 LE),
 /// name bytes (lowercase, as `http` stores them), value bytes.
+/// The tee writes a head's copy into the buffer its body copy follows in,
+/// and the mirror worker hands out slices of it: one allocation per head
+/// and body, made on the proxy thread, freed on the mirror thread.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct HeaderCopy {
-    /// Kept as a `Vec`: shrinking it to fit would cost a reallocation per
-    /// head for a few dozen bytes.
-    buf: Vec<u8>,
+    buf: Bytes,
 }
 
 const ENTRY_HEADER: usize = 6;
-/// Bytes per header that [`HeaderCopy::copy_from`] reserves up front.
-const GUESS_PER_HEADER: usize = 48;
+/// Bytes per header reserved up front for a head's copy.
+pub const GUESS_PER_HEADER: usize = 48;
+
+/// Appends every header of `map` to `out` in [`HeaderCopy`]'s layout.
+pub fn write_headers(map: &HeaderMap, out: &mut BytesMut) {
+    for (name, value) in map {
+        let name = name.as_str().as_bytes();
+        let value = value.as_bytes();
+        // Header names and values are bounded far below these limits by
+        // every HTTP parser; saturate rather than corrupt the layout.
+        let name = &name[..name.len().min(usize::from(u16::MAX))];
+        let value = &value[..value.len().min(u32::MAX as usize)];
+        let mut lengths = [0u8; ENTRY_HEADER];
+        lengths[..2].copy_from_slice(&(name.len() as u16).to_le_bytes());
+        lengths[2..].copy_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&lengths);
+        out.extend_from_slice(name);
+        out.extend_from_slice(value);
+    }
+}
 
 // === impl HeaderCopy ===
 
 impl HeaderCopy {
-    /// Copies every header of `map` with one allocation.
+    /// Copies every header of `map` into a buffer of its own.
     pub fn copy_from(map: &HeaderMap) -> Self {
-        // One pass over the map, sized by a guess that typical request and
-        // response heads stay under; a longer head grows the buffer.
-        let mut buf = Vec::with_capacity(map.len() * GUESS_PER_HEADER);
-        for (name, value) in map {
-            let name = name.as_str().as_bytes();
-            let value = value.as_bytes();
-            // Header names and values are bounded far below these limits by
-            // every HTTP parser; saturate rather than corrupt the layout.
-            let name = &name[..name.len().min(usize::from(u16::MAX))];
-            let value = &value[..value.len().min(u32::MAX as usize)];
-            let mut lengths = [0u8; ENTRY_HEADER];
-            lengths[..2].copy_from_slice(&(name.len() as u16).to_le_bytes());
-            lengths[2..].copy_from_slice(&(value.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&lengths);
-            buf.extend_from_slice(name);
-            buf.extend_from_slice(value);
-        }
+        // Sized by a guess that typical heads stay under; a longer head
+        // grows the buffer.
+        let mut buf = BytesMut::with_capacity(map.len() * GUESS_PER_HEADER);
+        write_headers(map, &mut buf);
+        HeaderCopy { buf: buf.freeze() }
+    }
+
+    /// A copy from bytes [`write_headers`] wrote.
+    pub fn from_written(buf: Bytes) -> Self {
         HeaderCopy { buf }
     }
 
@@ -56,9 +68,16 @@ impl HeaderCopy {
 
     /// The first value of the header called `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
+        // On the raw entries: no UTF-8 check of every name on the way.
+        let name = name.as_bytes();
+        let mut rest = &self.buf[..];
+        while let Some((n, value, next)) = split_entry(rest) {
+            if n.eq_ignore_ascii_case(name) {
+                return Some(value);
+            }
+            rest = next;
+        }
+        None
     }
 
     /// The first value of `name`, if it is visible ASCII text.
@@ -68,9 +87,9 @@ impl HeaderCopy {
             .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
     }
 
-    /// Bytes the copy takes in memory (what the queue's byte budget counts).
+    /// Bytes of the copy (what the queue's byte budget counts).
     pub fn byte_len(&self) -> usize {
-        self.buf.capacity()
+        self.buf.len()
     }
 
     /// True when there are no headers.
@@ -120,16 +139,21 @@ impl<'a> Iterator for Entries<'a> {
     type Item = (&'a str, &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (lengths, rest) = self.rest.split_at_checked(ENTRY_HEADER)?;
-        let name_len = usize::from(u16::from_le_bytes([lengths[0], lengths[1]]));
-        let value_len =
-            u32::from_le_bytes([lengths[2], lengths[3], lengths[4], lengths[5]]) as usize;
-        let (name, rest) = rest.split_at_checked(name_len)?;
-        let (value, rest) = rest.split_at_checked(value_len)?;
+        let (name, value, rest) = split_entry(self.rest)?;
         self.rest = rest;
         // Built only from `HeaderName`s, which are ASCII.
         Some((std::str::from_utf8(name).unwrap_or(""), value))
     }
+}
+
+/// The first entry's name and value, and what follows it.
+fn split_entry(buf: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (lengths, rest) = buf.split_at_checked(ENTRY_HEADER)?;
+    let name_len = usize::from(u16::from_le_bytes([lengths[0], lengths[1]]));
+    let value_len = u32::from_le_bytes([lengths[2], lengths[3], lengths[4], lengths[5]]) as usize;
+    let (name, rest) = rest.split_at_checked(name_len)?;
+    let (value, rest) = rest.split_at_checked(value_len)?;
+    Some((name, value, rest))
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{Entry, HeaderValue};
-use http::uri::PathAndQuery;
 use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -18,9 +17,8 @@ use super::Shared;
 use super::error::{BodyTooLarge, ProxyError};
 use super::headers;
 use super::limit::BodyLimit;
-use super::tee::{ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
+use super::tee::{Capture, ExchangeCell, RequestTap, ResponseMeta, ResponseTap, settle};
 use super::upstream::Lane;
-use crate::mirror::{HeaderCopy, RequestHead, ResponseHead};
 
 /// The body the proxy sends to clients: the upstream's, or its own error.
 pub type ProxyBody = ResponseTap<Either<Incoming, Full<Bytes>>>;
@@ -53,21 +51,21 @@ pub async fn handle(
         }
     };
 
-    let cell = shared.mirror.as_ref().map(|sink| {
-        Arc::new(ExchangeCell::new(
+    // The request's copy (head now, body as it streams) and its exchange.
+    let mut tee = shared.mirror.as_ref().map(|sink| {
+        let hint = http_body::Body::size_hint(&body).exact();
+        let capture = Capture::request(shared.max_payload, hint, &parts.uri, &parts.headers);
+        let cell = ExchangeCell::new(
             sink.clone(),
-            request_id.to_str().unwrap_or_default().to_owned(),
             client,
             model_name.cloned(),
-            RequestHead {
-                method: parts.method.clone(),
-                uri: owned_uri(&parts.uri),
-                version: parts.version,
-                headers: HeaderCopy::copy_from(&parts.headers),
-            },
+            parts.method.clone(),
+            parts.version,
             received,
-        ))
+        );
+        (capture, Arc::new(cell))
     });
+    let cell = tee.as_ref().map(|(_, cell)| cell.clone());
     let mut meta = ResponseMeta {
         stats: shared.stats.clone(),
         model: model_label,
@@ -85,6 +83,7 @@ pub async fn handle(
         // Refuse before anything reaches the upstream; the unread body is
         // dropped and hyper closes the connection.
         drop(body);
+        settle(&mut tee, false);
         shared.stats.record_body_too_large();
         let error = ProxyError::BodyTooLarge(BodyTooLarge { limit });
         return Ok(synthetic(&shared, error, grpc, meta, cell, &request_id));
@@ -104,7 +103,6 @@ pub async fn handle(
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded(&mut parts.headers, &forwarded_for, "http");
 
-    let tee = cell.clone().map(|c| (shared.max_payload, c));
     // Only gRPC goes over h2, where a refused body comes back as a bare
     // stream reset; HTTP/1.1 keeps the error, so plain requests skip this.
     let refused = grpc.then(|| Arc::new(AtomicBool::new(false)));
@@ -133,11 +131,9 @@ pub async fn handle(
                 spans.grpc_status(&parts.headers);
             }
             let tee = cell.map(|cell| {
-                let head = ResponseHead {
-                    status: parts.status,
-                    headers: HeaderCopy::copy_from(&parts.headers),
-                };
-                (shared.max_payload, cell, head)
+                let hint = http_body::Body::size_hint(&body).exact();
+                let capture = Capture::response(shared.max_payload, hint, &parts.headers);
+                (capture, parts.status, cell)
             });
             meta.overhead =
                 Some(upstream_sent.saturating_duration_since(received) + first_byte.elapsed());
@@ -183,48 +179,9 @@ fn synthetic(
         .upstream_sent
         .map(|sent| sent.saturating_duration_since(meta.received));
     let tee = cell.map(|cell| {
-        let head = ResponseHead {
-            status: parts.status,
-            headers: HeaderCopy::copy_from(&parts.headers),
-        };
-        (shared.max_payload, cell, head)
+        let hint = http_body::Body::size_hint(&body).exact();
+        let capture = Capture::response(shared.max_payload, hint, &parts.headers);
+        (capture, parts.status, cell)
     });
     Response::from_parts(parts, ResponseTap::new(Either::Right(body), meta, tee))
-}
-
-/// A copy of `uri` with storage of its own. hyper's `Uri` is a slice of the
-/// connection's read buffer, and an exchange holding it in the mirror queue
-/// would make hyper allocate a new read buffer for the next request.
-fn owned_uri(uri: &http::Uri) -> http::Uri {
-    // HTTP/1.1's origin form: one exact copy, no formatting.
-    if uri.scheme().is_none()
-        && uri.authority().is_none()
-        && let Some(path) = uri.path_and_query()
-        && let Ok(path) =
-            PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path.as_str().as_bytes()))
-    {
-        return http::Uri::from(path);
-    }
-    http::Uri::from_maybe_shared(Bytes::from(uri.to_string())).unwrap_or_else(|_| uri.clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_owned_uri_equals_the_original_in_every_form() {
-        for text in [
-            "/v2/models/iris/infer?x=1&y=%20",
-            "/",
-            "*",
-            "http://model:8080/v2/health/ready",
-            "https://user@model/p?q",
-        ] {
-            let uri: http::Uri = text.parse().unwrap();
-            let owned = owned_uri(&uri);
-            assert_eq!(owned, uri, "{text}");
-            assert_eq!(owned.to_string(), uri.to_string(), "{text}");
-        }
-    }
 }

@@ -5,9 +5,14 @@
 //! polls the request body, the server connection polls the response body),
 //! so each half holds an `Arc<ExchangeCell>` and fills a write-once slot;
 //! whichever half lets go last drops the cell, and the drop offers the
-//! assembled exchange to the mirror. Each slot's lock is only ever taken
-//! by one half and then by the dropper, never contended, and the proxy
-//! never waits for monitoring.
+//! exchange to the mirror. Each slot's lock is only ever taken by one half
+//! and then by the dropper, never contended, and the proxy never waits for
+//! monitoring.
+//!
+//! Each half copies its head and then its body into one buffer (a
+//! [`Capture`]), and the mirror worker splits the buffers into the
+//! [`Exchange`](crate::mirror::Exchange)'s fields: every allocation made
+//! here is freed on another core, so the fewer the better.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,22 +21,27 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::limit::BodyLimit;
 use crate::mirror::{
-    BodyCopy, Exchange, HeaderCopy, MirrorSender, RequestHead, ResponseHead, Timings,
+    BodyCopy, GUESS_PER_HEADER, HeaderCopy, MirrorSender, RawCopy, RawExchange, Timings,
+    write_headers,
 };
 use crate::telemetry::{LatencySample, ThreadStats};
 
 /// Errors crossing the body wrappers.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A body copy in progress, capped at `max` bytes.
+/// One side's copy in progress: its head, if any, then up to `max` bytes
+/// of its body, in one buffer.
 #[derive(Debug)]
 pub struct Capture {
     buf: BytesMut,
+    target_len: usize,
+    head_len: usize,
     max: usize,
     size: u64,
 }
@@ -40,23 +50,23 @@ pub struct Capture {
 #[derive(Debug)]
 pub struct ExchangeCell {
     sink: Arc<MirrorSender>,
-    request_id: String,
     client: std::net::SocketAddr,
     model: Option<Arc<str>>,
-    request: Option<RequestHead>,
+    method: Method,
+    version: Version,
     received: Instant,
     received_at: std::time::SystemTime,
     // Each half fills its slot once, on the thread that runs the
     // connection; an uncontended lock is cheaper than `OnceLock`'s
     // once-state machine.
-    request_body: Mutex<Option<BodyCopy>>,
+    request: Mutex<Option<RawCopy>>,
     response: Mutex<Option<ResponseHalf>>,
 }
 
 #[derive(Debug)]
 struct ResponseHalf {
-    head: ResponseHead,
-    body: BodyCopy,
+    status: StatusCode,
+    copy: RawCopy,
     trailers: Option<HeaderCopy>,
     upstream_sent: Option<Instant>,
     first_byte: Option<Instant>,
@@ -114,7 +124,7 @@ pub struct ResponseMeta {
 struct ResponseTee {
     capture: Capture,
     first_body_byte: Option<Instant>,
-    head: ResponseHead,
+    status: StatusCode,
     trailers: Option<HeaderCopy>,
     cell: Arc<ExchangeCell>,
 }
@@ -141,11 +151,43 @@ pin_project! {
 // === impl Capture ===
 
 impl Capture {
-    /// Starts a copy of at most `max` bytes, pre-sized from a length hint.
+    /// Starts a body copy of at most `max` bytes, pre-sized from a length hint.
     pub fn new(max: usize, hint: Option<u64>) -> Self {
-        let reserve = hint.map_or(0, |n| n.min(max as u64) as usize);
+        Self::with_head(max, hint, 0)
+    }
+
+    /// Starts a request's copy: its target and headers (as the handler
+    /// leaves them for the tee), then room for its body.
+    pub fn request(max: usize, hint: Option<u64>, uri: &Uri, headers: &HeaderMap) -> Self {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        // Absolute form (HTTP/2 carries scheme and authority) is rare and
+        // formats; origin form is one exact copy.
+        let absolute =
+            (uri.scheme().is_some() || uri.authority().is_some()).then(|| uri.to_string());
+        let target = absolute.as_deref().unwrap_or(path).as_bytes();
+        let mut capture =
+            Self::with_head(max, hint, target.len() + headers.len() * GUESS_PER_HEADER);
+        capture.buf.extend_from_slice(target);
+        capture.target_len = target.len();
+        write_headers(headers, &mut capture.buf);
+        capture.head_len = capture.buf.len();
+        capture
+    }
+
+    /// Starts a response's copy: its headers, then room for its body.
+    pub fn response(max: usize, hint: Option<u64>, headers: &HeaderMap) -> Self {
+        let mut capture = Self::with_head(max, hint, headers.len() * GUESS_PER_HEADER);
+        write_headers(headers, &mut capture.buf);
+        capture.head_len = capture.buf.len();
+        capture
+    }
+
+    fn with_head(max: usize, hint: Option<u64>, head: usize) -> Self {
+        let body = hint.map_or(0, |n| n.min(max as u64) as usize);
         Capture {
-            buf: BytesMut::with_capacity(reserve),
+            buf: BytesMut::with_capacity(head + body),
+            target_len: 0,
+            head_len: 0,
             max,
             size: 0,
         }
@@ -154,18 +196,30 @@ impl Capture {
     /// Copies what fits of one frame and counts all of it.
     pub fn push(&mut self, data: &[u8]) {
         self.size += data.len() as u64;
-        let room = self.max - self.buf.len();
+        let room = self.max - (self.buf.len() - self.head_len);
         if room > 0 {
             self.buf.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
 
-    /// Ends the copy.
-    pub fn finish(self, complete: bool) -> BodyCopy {
+    /// Ends the copy: the body alone.
+    pub fn finish(mut self, complete: bool) -> BodyCopy {
+        let bytes = self.buf.split_off(self.head_len).freeze();
         BodyCopy {
-            truncated: self.size > self.buf.len() as u64,
-            bytes: self.buf.freeze(),
+            truncated: self.size > bytes.len() as u64,
+            bytes,
             size: self.size,
+            complete,
+        }
+    }
+
+    /// Ends the copy: head and body, for the mirror worker to split.
+    fn into_raw(self, complete: bool) -> RawCopy {
+        RawCopy {
+            buf: self.buf,
+            target_len: self.target_len,
+            head_len: self.head_len,
+            body_size: self.size,
             complete,
         }
     }
@@ -174,24 +228,25 @@ impl Capture {
 // === impl ExchangeCell ===
 
 impl ExchangeCell {
-    /// Opens an exchange for a request whose head just arrived.
+    /// Opens an exchange for a request whose head just arrived; its head
+    /// is in the request's [`Capture`].
     pub fn new(
         sink: Arc<MirrorSender>,
-        request_id: String,
         client: std::net::SocketAddr,
         model: Option<Arc<str>>,
-        request: RequestHead,
+        method: Method,
+        version: Version,
         received: Instant,
     ) -> Self {
         ExchangeCell {
             sink,
-            request_id,
             client,
             model,
-            request: Some(request),
+            method,
+            version,
             received,
             received_at: std::time::SystemTime::now(),
-            request_body: Mutex::new(None),
+            request: Mutex::new(None),
             response: Mutex::new(None),
         }
     }
@@ -199,9 +254,6 @@ impl ExchangeCell {
 
 impl Drop for ExchangeCell {
     fn drop(&mut self) {
-        let Some(request) = self.request.take() else {
-            return;
-        };
         let response = self.response.get_mut().ok().and_then(Option::take);
         let mut timings = Timings {
             received_at: self.received_at,
@@ -211,30 +263,32 @@ impl Drop for ExchangeCell {
             first_body_byte: None,
             done: None,
         };
-        let (head, body, trailers, proxy_error) = match response {
+        let (response, trailers, proxy_error) = match response {
             Some(half) => {
                 timings.upstream_sent = half.upstream_sent;
                 timings.first_byte = half.first_byte;
                 timings.first_body_byte = half.first_body_byte;
                 timings.done = Some(half.done);
-                (Some(half.head), half.body, half.trailers, half.proxy_error)
+                (
+                    Some((half.status, half.copy)),
+                    half.trailers,
+                    half.proxy_error,
+                )
             }
-            None => (None, BodyCopy::default(), None, None),
+            None => (None, None, None),
         };
-        self.sink.offer(Exchange {
-            request_id: std::mem::take(&mut self.request_id),
-            serial: 0,
+        self.sink.offer_raw(RawExchange {
             client: self.client,
             model: self.model.take(),
-            request,
-            request_body: self
-                .request_body
+            method: std::mem::take(&mut self.method),
+            version: self.version,
+            request: self
+                .request
                 .get_mut()
                 .ok()
                 .and_then(Option::take)
                 .unwrap_or_default(),
-            response: head,
-            response_body: body,
+            response,
             response_trailers: trailers,
             timings,
             proxy_error,
@@ -242,33 +296,34 @@ impl Drop for ExchangeCell {
     }
 }
 
-/// Hands the request body copy, finished, to its exchange (once).
-fn settle(capture: &mut Option<(Capture, Arc<ExchangeCell>)>, complete: bool) {
+/// Hands the request's copy, finished, to its exchange (once). The handler
+/// calls it for a request whose body it refuses before any tap sees it.
+pub fn settle(capture: &mut Option<(Capture, Arc<ExchangeCell>)>, complete: bool) {
     if let Some((capture, cell)) = capture.take()
-        && let Ok(mut slot) = cell.request_body.lock()
+        && let Ok(mut slot) = cell.request.lock()
     {
-        slot.get_or_insert(capture.finish(complete));
+        slot.get_or_insert(capture.into_raw(complete));
     }
 }
 
 // === impl RequestTap ===
 
 impl<B: Body> RequestTap<B> {
-    /// Wraps a request body; `tee` carries the copy limit and the cell.
-    /// `refused` is raised when the limit trips, for callers whose
-    /// transport does not carry the body error back (HTTP/2 resets).
+    /// Wraps a request body; `tee` carries the request's copy (its head
+    /// already in) and the cell. `refused` is raised when the limit trips,
+    /// for callers whose transport does not carry the body error back
+    /// (HTTP/2 resets).
     pub fn new(
         inner: B,
         limit: BodyLimit,
         refused: Option<Arc<AtomicBool>>,
-        tee: Option<(usize, Arc<ExchangeCell>)>,
+        tee: Option<(Capture, Arc<ExchangeCell>)>,
     ) -> Self {
-        let hint = inner.size_hint().exact();
         RequestTap {
             inner,
             limit,
             refused,
-            capture: tee.map(|(max, cell)| (Capture::new(max, hint), cell)),
+            capture: tee,
         }
     }
 }
@@ -327,21 +382,21 @@ where
 // === impl ResponseTap ===
 
 impl<B: Body> ResponseTap<B> {
-    /// Wraps a response body. `tee` is the cell and copy limit when the tee
-    /// is on, with the response head as the client will see it.
+    /// Wraps a response body. `tee`, when the tee is on, is the response's
+    /// copy (started by [`Capture::response`] with the headers as the
+    /// client will see them), its status and the cell.
     pub fn new(
         inner: B,
         meta: ResponseMeta,
-        tee: Option<(usize, Arc<ExchangeCell>, ResponseHead)>,
+        tee: Option<(Capture, StatusCode, Arc<ExchangeCell>)>,
     ) -> Self {
-        let hint = inner.size_hint().exact();
         ResponseTap {
             inner,
             meta: Some(meta),
-            tee: tee.map(|(max, cell, head)| ResponseTee {
-                capture: Capture::new(max, hint),
+            tee: tee.map(|(capture, status, cell)| ResponseTee {
+                capture,
                 first_body_byte: None,
-                head,
+                status,
                 trailers: None,
                 cell,
             }),
@@ -369,8 +424,8 @@ fn finish_response(meta: &mut Option<ResponseMeta>, tee: &mut Option<ResponseTee
     );
     if let Some(tee) = tee.take() {
         let half = ResponseHalf {
-            head: tee.head,
-            body: tee.capture.finish(complete),
+            status: tee.status,
+            copy: tee.capture.into_raw(complete),
             trailers: tee.trailers,
             upstream_sent: meta.upstream_sent,
             first_byte: meta.first_byte,
@@ -456,6 +511,93 @@ mod tests {
         assert_eq!(copy.size, 8);
         assert!(copy.truncated);
         assert!(copy.complete);
+    }
+
+    fn head(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    fn raw(capture: Capture, complete: bool) -> RawExchange {
+        RawExchange {
+            client: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            model: None,
+            method: Method::PUT,
+            version: Version::HTTP_11,
+            request: capture.into_raw(complete),
+            response: None,
+            response_trailers: None,
+            timings: Timings {
+                received_at: std::time::SystemTime::now(),
+                received: Instant::now(),
+                upstream_sent: None,
+                first_byte: None,
+                first_body_byte: None,
+                done: None,
+            },
+            proxy_error: None,
+        }
+    }
+
+    #[test]
+    fn a_request_copy_splits_into_target_headers_and_body() {
+        let headers = head(&[
+            ("x-request-id", "abc"),
+            ("x-a", "1"),
+            ("x-a", "2"),
+            ("content-type", "application/json"),
+        ]);
+        let uri: Uri = "/v2/models/m/infer?x=1&y=%20".parse().unwrap();
+        let mut capture = Capture::request(5, Some(8), &uri, &headers);
+        capture.push(b"abc");
+        capture.push(b"defgh");
+        let exchange = raw(capture, true).into_exchange();
+        assert_eq!(exchange.request.uri, uri);
+        assert_eq!(exchange.request_id, "abc");
+        assert_eq!(exchange.request.method, Method::PUT);
+        assert_eq!(exchange.request.headers, HeaderCopy::copy_from(&headers));
+        // The cap is on the body alone, not on head and body together.
+        assert_eq!(&exchange.request_body.bytes[..], b"abcde");
+        assert_eq!(exchange.request_body.size, 8);
+        assert!(exchange.request_body.truncated && exchange.request_body.complete);
+        assert!(exchange.response.is_none());
+    }
+
+    #[test]
+    fn an_absolute_target_and_an_empty_body_survive_the_split() {
+        for text in [
+            "http://model:8080/v2/health/ready",
+            "https://user@model/p?q",
+            "*",
+            "/",
+        ] {
+            let uri: Uri = text.parse().unwrap();
+            let capture = Capture::request(1024, None, &uri, &head(&[("x-request-id", "r")]));
+            let exchange = raw(capture, false).into_exchange();
+            assert_eq!(exchange.request.uri, uri, "{text}");
+            assert!(exchange.request_body.bytes.is_empty());
+            assert!(!exchange.request_body.truncated && !exchange.request_body.complete);
+        }
+    }
+
+    #[test]
+    fn a_response_copy_splits_and_a_missing_request_copy_is_empty() {
+        let headers = head(&[("content-type", "text/plain"), ("server", "t")]);
+        let mut capture = Capture::response(1024, Some(2), &headers);
+        capture.push(b"ok");
+        let mut raw = raw(Capture::new(0, None), true);
+        raw.request = RawCopy::default();
+        raw.response = Some((StatusCode::CREATED, capture.into_raw(true)));
+        let exchange = raw.into_exchange();
+        let response = exchange.response.expect("response");
+        assert_eq!(response.status, StatusCode::CREATED);
+        assert_eq!(response.headers, HeaderCopy::copy_from(&headers));
+        assert_eq!(&exchange.response_body.bytes[..], b"ok");
+        assert_eq!(exchange.request.uri, Uri::from_static("/"));
+        assert!(exchange.request.headers.is_empty() && exchange.request_id.is_empty());
     }
 
     #[test]
