@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{Either, Full, StreamBody};
 use sidewatch::mirror::{self, Discard, MirrorSender};
 use sidewatch::proxy::limit::BodyLimit;
-use sidewatch::proxy::tee::{Capture, ExchangeCell, RequestTap, ResponseMeta, ResponseTap};
+use sidewatch::proxy::tee::{Capture, ExchangeCell, RequestTap, ResponseMeta, ResponseTap, settle};
 use sidewatch::telemetry::{ProxyStats, ThreadStats};
 
 // The binary's allocator: the cost of handing an exchange's memory to the
@@ -50,7 +50,8 @@ enum Shape {
 /// What a tee-on exchange needs, shared by all iterations.
 struct Fixture {
     chunk: Bytes,
-    request_headers: HeaderMap,
+    /// The request head as the handler has it when it opens the tee.
+    request: http::request::Parts,
     response_headers: HeaderMap,
     /// A proxy thread's handle on the counters, as `Shared` holds it.
     stats: Arc<ThreadStats>,
@@ -91,7 +92,14 @@ impl Fixture {
         }
         Fixture {
             chunk: Bytes::from(vec![b'x'; KIB]),
-            request_headers,
+            request: {
+                let (mut parts, ()) = http::Request::post("/v2/models/bench/infer")
+                    .body(())
+                    .expect("a valid request")
+                    .into_parts();
+                parts.headers = request_headers;
+                parts
+            },
             response_headers,
             stats: Arc::new(ThreadStats(Arc::new(ProxyStats::new(vec![
                 "bench".to_string(),
@@ -101,26 +109,30 @@ impl Fixture {
         }
     }
 
-    /// Opens an exchange as the handler does.
-    fn cell(&self, sink: &Arc<MirrorSender>) -> Arc<ExchangeCell> {
-        Arc::new(ExchangeCell::new(
+    /// Opens an exchange as the handler does: the cell and the request's
+    /// copy, head included.
+    fn open(&self, sink: &Arc<MirrorSender>, shape: Shape) -> (Capture, Arc<ExchangeCell>) {
+        let hint = matches!(shape, Shape::OneKib).then_some(KIB as u64);
+        let model = Some(self.model.clone());
+        ExchangeCell::open(
             sink.clone(),
             self.client,
-            Some(self.model.clone()),
-            Method::POST,
-            Version::HTTP_11,
+            model,
+            &self.request,
             Instant::now(),
-        ))
+            MAX_PAYLOAD,
+            hint,
+        )
     }
 
     /// A request body behind its tap: `Full` (exact length, like a
     /// request with `content-length`) or a 16-frame stream (no length).
-    /// With a cell, the tap's copy starts with the request head, as the
-    /// handler's does.
+    /// With the tee on, the tap's copy already holds the request head, as
+    /// the handler's does.
     fn request_tap(
         &self,
         shape: Shape,
-        cell: Option<Arc<ExchangeCell>>,
+        tee: Option<(Capture, Arc<ExchangeCell>)>,
     ) -> RequestTap<RequestBody> {
         let body = match shape {
             Shape::OneKib => Either::Left(Full::new(self.chunk.clone())),
@@ -131,12 +143,6 @@ impl Fixture {
             ))),
         };
         let limit = BodyLimit::new(MAX_BODY, false);
-        let tee = cell.map(|cell| {
-            let hint = body.size_hint().exact();
-            let uri = Uri::from_static("/v2/models/bench/infer");
-            let capture = Capture::request(MAX_PAYLOAD, hint, &uri, &self.request_headers);
-            (capture, cell)
-        });
         RequestTap::new(body, limit, None, tee)
     }
 
@@ -234,7 +240,7 @@ fn taps(c: &mut Criterion) {
         });
         with_mirror(&format!("request {label} tee on"), |sink| {
             group.bench_function(format!("request {label} tee on"), |b| {
-                b.iter(|| drain(fx.request_tap(shape, Some(fx.cell(sink)))))
+                b.iter(|| drain(fx.request_tap(shape, Some(fx.open(sink, shape)))))
             });
         });
     }
@@ -243,7 +249,12 @@ fn taps(c: &mut Criterion) {
     });
     with_mirror("response 1KiB tee on", |sink| {
         group.bench_function("response 1KiB tee on", |b| {
-            b.iter(|| drain(fx.response_tap(Some(fx.cell(sink)))))
+            b.iter(|| {
+                let tee = fx.open(sink, Shape::OneKib);
+                let cell = tee.1.clone();
+                settle(&mut Some(tee), true);
+                drain(fx.response_tap(Some(cell)))
+            })
         });
     });
     group.finish();
@@ -259,8 +270,9 @@ fn exchange(c: &mut Criterion) {
         |group: &mut BenchmarkGroup<'_, WallTime>, name: &str, sink: Option<&Arc<MirrorSender>>| {
             group.bench_function(name, |b| {
                 b.iter(|| {
-                    let cell = sink.map(|s| fx.cell(s));
-                    let sent = drain(fx.request_tap(Shape::OneKib, cell.clone()));
+                    let tee = sink.map(|s| fx.open(s, Shape::OneKib));
+                    let cell = tee.as_ref().map(|(_, cell)| cell.clone());
+                    let sent = drain(fx.request_tap(Shape::OneKib, tee));
                     let received = drain(fx.response_tap(cell));
                     sent + received
                 })

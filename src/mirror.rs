@@ -36,7 +36,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 pub use exchange::{BodyCopy, Exchange, RawCopy, RawExchange, RequestHead, ResponseHead, Timings};
-pub use headers::{GUESS_PER_HEADER, HeaderCopy, write_headers};
+pub use headers::{HeaderCopy, write_headers, written_len};
 
 /// How long an idle worker sleeps between polls before parking. Each wake
 /// is a context switch that the proxy threads pay for on a small pod, so a
@@ -739,6 +739,61 @@ mod tests {
         });
         assert_eq!(received_ids(&received, 4), ids(0..4));
         assert!(workers.finish(Instant::now() + DEADLINE));
+    }
+
+    /// The tee's raw form of `exchange(id, body)`: target, headers (with
+    /// the id) and body in one buffer.
+    fn raw_exchange(id: usize, body: usize) -> (RawExchange, usize) {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-request-id", id.to_string().parse().expect("an id"));
+        let target = b"/v2/models/m/infer";
+        let mut buf = bytes::BytesMut::new();
+        buf.extend_from_slice(target);
+        write_headers(&headers, &mut buf);
+        let head_len = buf.len();
+        buf.extend_from_slice(&vec![b'x'; body]);
+        let len = buf.len();
+        let built = exchange(id, body);
+        let raw = RawExchange {
+            client: built.client,
+            model: None,
+            method: http::Method::POST,
+            version: http::Version::HTTP_11,
+            request: RawCopy {
+                buf,
+                target_len: target.len(),
+                head_len,
+                body_size: body as u64,
+                complete: true,
+            },
+            response: None,
+            response_trailers: None,
+            timings: built.timings,
+            proxy_error: None,
+        };
+        (raw, len)
+    }
+
+    #[test]
+    fn a_raw_exchange_counts_its_copies_and_arrives_assembled() {
+        let (gate_open, gate) = crossbeam_channel::unbounded();
+        let (sink, workers, received) = recorder(1024, usize::MAX, Some(gate));
+        let (first, _) = raw_exchange(0, 100);
+        let (second, len) = raw_exchange(1, 100);
+        sink.offer_raw(first);
+        sink.offer_raw(second);
+        let deadline = Instant::now() + DEADLINE;
+        let stats = sink.stats().clone();
+        while stats.queue_depth() != 1 {
+            assert!(Instant::now() < deadline, "depth {}", stats.queue_depth());
+            std::thread::yield_now();
+        }
+        // Target, headers and body: what the queue holds for it.
+        assert_eq!(stats.queue_bytes(), len);
+        drop(gate_open);
+        assert_eq!(received_ids(&received, 2), ids(0..2));
+        assert!(workers.finish(Instant::now() + DEADLINE));
+        assert_eq!(stats.queue_bytes(), 0);
     }
 
     #[test]

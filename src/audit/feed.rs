@@ -407,7 +407,12 @@ impl Consumer for AuditTap {
                 .held
                 .take(request.len() + response.len(), self.payload_budget)
             {
-                Some((request.clone(), response.clone()))
+                // Copies: the tee's bodies share one buffer with their
+                // heads, which the budget would not see.
+                Some((
+                    Bytes::copy_from_slice(request),
+                    Bytes::copy_from_slice(response),
+                ))
             } else {
                 self.stats.payloads_dropped.fetch_add(1, Ordering::Relaxed);
                 None

@@ -104,10 +104,11 @@ pub struct RawCopy {
 // === impl RawExchange ===
 
 impl RawExchange {
-    /// Bytes the copies take in memory (what the queue's byte budget counts).
+    /// Bytes of the copies: target, headers and bodies (what the queue's
+    /// byte budget counts, as for an [`Exchange`]).
     pub fn payload_len(&self) -> usize {
-        self.request.buf.capacity()
-            + self.response.as_ref().map_or(0, |(_, r)| r.buf.capacity())
+        self.request.buf.len()
+            + self.response.as_ref().map_or(0, |(_, r)| r.buf.len())
             + self
                 .response_trailers
                 .as_ref()

@@ -23,18 +23,32 @@ pub struct HeaderCopy {
 }
 
 const ENTRY_HEADER: usize = 6;
-/// Bytes per header reserved up front for a head's copy.
-pub const GUESS_PER_HEADER: usize = 48;
+
+/// Bytes [`write_headers`] writes for `map`, so a buffer can be sized
+/// exactly: a guess that falls short makes the body that follows
+/// reallocate the whole buffer.
+pub fn written_len(map: &HeaderMap) -> usize {
+    map.iter()
+        .map(|(name, value)| {
+            let (name, value) = bounded(name.as_str().as_bytes(), value.as_bytes());
+            ENTRY_HEADER + name.len() + value.len()
+        })
+        .sum()
+}
+
+/// Header names and values are bounded far below these limits by every
+/// HTTP parser; saturate rather than corrupt the layout.
+fn bounded<'a>(name: &'a [u8], value: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    (
+        &name[..name.len().min(usize::from(u16::MAX))],
+        &value[..value.len().min(u32::MAX as usize)],
+    )
+}
 
 /// Appends every header of `map` to `out` in [`HeaderCopy`]'s layout.
 pub fn write_headers(map: &HeaderMap, out: &mut BytesMut) {
     for (name, value) in map {
-        let name = name.as_str().as_bytes();
-        let value = value.as_bytes();
-        // Header names and values are bounded far below these limits by
-        // every HTTP parser; saturate rather than corrupt the layout.
-        let name = &name[..name.len().min(usize::from(u16::MAX))];
-        let value = &value[..value.len().min(u32::MAX as usize)];
+        let (name, value) = bounded(name.as_str().as_bytes(), value.as_bytes());
         let mut lengths = [0u8; ENTRY_HEADER];
         lengths[..2].copy_from_slice(&(name.len() as u16).to_le_bytes());
         lengths[2..].copy_from_slice(&(value.len() as u32).to_le_bytes());
@@ -49,9 +63,7 @@ pub fn write_headers(map: &HeaderMap, out: &mut BytesMut) {
 impl HeaderCopy {
     /// Copies every header of `map` into a buffer of its own.
     pub fn copy_from(map: &HeaderMap) -> Self {
-        // Sized by a guess that typical heads stay under; a longer head
-        // grows the buffer.
-        let mut buf = BytesMut::with_capacity(map.len() * GUESS_PER_HEADER);
+        let mut buf = BytesMut::with_capacity(written_len(map));
         write_headers(map, &mut buf);
         HeaderCopy { buf: buf.freeze() }
     }
@@ -87,7 +99,7 @@ impl HeaderCopy {
             .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
     }
 
-    /// Bytes of the copy (what the queue's byte budget counts).
+    /// Bytes of the copy.
     pub fn byte_len(&self) -> usize {
         self.buf.len()
     }

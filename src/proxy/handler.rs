@@ -51,19 +51,27 @@ pub async fn handle(
         }
     };
 
+    let limit = shared.limits.max_body;
+    let refuse = !grpc && headers::content_length(&parts.headers).is_some_and(|n| n > limit);
     // The request's copy (head now, body as it streams) and its exchange.
+    // A refused body never streams: no room for it.
     let mut tee = shared.mirror.as_ref().map(|sink| {
-        let hint = http_body::Body::size_hint(&body).exact();
-        let capture = Capture::request(shared.max_payload, hint, &parts.uri, &parts.headers);
-        let cell = ExchangeCell::new(
-            sink.clone(),
+        let hint = if refuse {
+            Some(0)
+        } else {
+            http_body::Body::size_hint(&body).exact()
+        };
+        let model = model_name.cloned();
+        let sink = sink.clone();
+        ExchangeCell::open(
+            sink,
             client,
-            model_name.cloned(),
-            parts.method.clone(),
-            parts.version,
+            model,
+            &parts,
             received,
-        );
-        (capture, Arc::new(cell))
+            shared.max_payload,
+            hint,
+        )
     });
     let cell = tee.as_ref().map(|(_, cell)| cell.clone());
     let mut meta = ResponseMeta {
@@ -78,8 +86,7 @@ pub async fn handle(
         spans,
     };
 
-    let limit = shared.limits.max_body;
-    if !grpc && headers::content_length(&parts.headers).is_some_and(|n| n > limit) {
+    if refuse {
         // Refuse before anything reaches the upstream; the unread body is
         // dropped and hyper closes the connection.
         drop(body);

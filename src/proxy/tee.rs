@@ -20,15 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::limit::BodyLimit;
 use crate::mirror::{
-    BodyCopy, GUESS_PER_HEADER, HeaderCopy, MirrorSender, RawCopy, RawExchange, Timings,
-    write_headers,
+    BodyCopy, HeaderCopy, MirrorSender, RawCopy, RawExchange, Timings, write_headers, written_len,
 };
 use crate::telemetry::{LatencySample, ThreadStats};
 
@@ -160,13 +159,14 @@ impl Capture {
     /// leaves them for the tee), then room for its body.
     pub fn request(max: usize, hint: Option<u64>, uri: &Uri, headers: &HeaderMap) -> Self {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        // Absolute form (HTTP/2 carries scheme and authority) is rare and
-        // formats; origin form is one exact copy.
-        let absolute =
-            (uri.scheme().is_some() || uri.authority().is_some()).then(|| uri.to_string());
+        // HTTP/1.1's origin form is one exact copy. HTTP/2 requests carry
+        // scheme and authority and are formatted, except `*`, which would
+        // format as `http://host*` and not parse back.
+        let absolute = (uri.scheme().is_some() || uri.authority().is_some())
+            .then(|| uri.to_string())
+            .filter(|_| path != "*");
         let target = absolute.as_deref().unwrap_or(path).as_bytes();
-        let mut capture =
-            Self::with_head(max, hint, target.len() + headers.len() * GUESS_PER_HEADER);
+        let mut capture = Self::with_head(max, hint, target.len() + written_len(headers));
         capture.buf.extend_from_slice(target);
         capture.target_len = target.len();
         write_headers(headers, &mut capture.buf);
@@ -176,7 +176,7 @@ impl Capture {
 
     /// Starts a response's copy: its headers, then room for its body.
     pub fn response(max: usize, hint: Option<u64>, headers: &HeaderMap) -> Self {
-        let mut capture = Self::with_head(max, hint, headers.len() * GUESS_PER_HEADER);
+        let mut capture = Self::with_head(max, hint, written_len(headers));
         write_headers(headers, &mut capture.buf);
         capture.head_len = capture.buf.len();
         capture
@@ -203,8 +203,9 @@ impl Capture {
     }
 
     /// Ends the copy: the body alone.
-    pub fn finish(mut self, complete: bool) -> BodyCopy {
-        let bytes = self.buf.split_off(self.head_len).freeze();
+    pub fn finish(self, complete: bool) -> BodyCopy {
+        let mut bytes = self.buf.freeze();
+        bytes.advance(self.head_len);
         BodyCopy {
             truncated: self.size > bytes.len() as u64,
             bytes,
@@ -228,27 +229,32 @@ impl Capture {
 // === impl ExchangeCell ===
 
 impl ExchangeCell {
-    /// Opens an exchange for a request whose head just arrived; its head
-    /// is in the request's [`Capture`].
-    pub fn new(
+    /// Opens an exchange for a request whose head just arrived: the cell,
+    /// and the request's copy with the head in it, which must reach the
+    /// cell through a [`RequestTap`] or [`settle`]. `body_hint` sizes the
+    /// room for at most `max_payload` bytes of body.
+    pub fn open(
         sink: Arc<MirrorSender>,
         client: std::net::SocketAddr,
         model: Option<Arc<str>>,
-        method: Method,
-        version: Version,
+        head: &http::request::Parts,
         received: Instant,
-    ) -> Self {
-        ExchangeCell {
+        max_payload: usize,
+        body_hint: Option<u64>,
+    ) -> (Capture, Arc<Self>) {
+        let capture = Capture::request(max_payload, body_hint, &head.uri, &head.headers);
+        let cell = ExchangeCell {
             sink,
             client,
             model,
-            method,
-            version,
+            method: head.method.clone(),
+            version: head.version,
             received,
             received_at: std::time::SystemTime::now(),
             request: Mutex::new(None),
             response: Mutex::new(None),
-        }
+        };
+        (capture, Arc::new(cell))
     }
 }
 
@@ -581,6 +587,35 @@ mod tests {
             assert!(exchange.request_body.bytes.is_empty());
             assert!(!exchange.request_body.truncated && !exchange.request_body.complete);
         }
+    }
+
+    #[test]
+    fn a_long_head_does_not_take_the_body_room() {
+        let token = "x".repeat(4000);
+        let mut headers = head(&[("x-request-id", "r")]);
+        headers.insert("authorization", token.parse().unwrap());
+        let uri = Uri::from_static("/p");
+        let mut capture = Capture::request(1 << 20, Some(1024), &uri, &headers);
+        let reserved = capture.buf.capacity();
+        capture.push(&[b'b'; 1024]);
+        assert_eq!(
+            capture.buf.capacity(),
+            reserved,
+            "the body reallocated the buffer"
+        );
+        assert_eq!(reserved, capture.head_len + 1024);
+    }
+
+    #[test]
+    fn an_http2_asterisk_target_keeps_its_path() {
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority("model:8080")
+            .path_and_query("*")
+            .build()
+            .unwrap();
+        let capture = Capture::request(16, None, &uri, &head(&[("x-request-id", "r")]));
+        assert_eq!(raw(capture, true).into_exchange().request.uri.path(), "*");
     }
 
     #[test]
