@@ -36,7 +36,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 pub use exchange::{BodyCopy, Exchange, RawCopy, RawExchange, RequestHead, ResponseHead, Timings};
-pub use headers::{HeaderCopy, write_headers, written_len};
+pub use headers::{HeaderCopy, write_headers};
 
 /// How long an idle worker sleeps between polls before parking. Each wake
 /// is a context switch that the proxy threads pay for on a small pod, so a
@@ -481,8 +481,8 @@ impl Queued {
 
     fn ended(&self) -> Instant {
         match self {
-            Queued::Built(exchange) => exchange.timings.done.unwrap_or(exchange.timings.received),
-            Queued::Raw(exchange) => exchange.ended(),
+            Queued::Built(exchange) => exchange.timings.ended(),
+            Queued::Raw(exchange) => exchange.timings.ended(),
         }
     }
 
@@ -629,14 +629,7 @@ mod tests {
             response: None,
             response_body: BodyCopy::default(),
             response_trailers: None,
-            timings: exchange::Timings {
-                received_at: std::time::SystemTime::now(),
-                received: Instant::now(),
-                upstream_sent: None,
-                first_byte: None,
-                first_body_byte: None,
-                done: None,
-            },
+            timings: exchange::Timings::received(std::time::SystemTime::now(), Instant::now()),
             proxy_error: None,
         }
     }

@@ -115,11 +115,6 @@ impl RawExchange {
                 .map_or(0, HeaderCopy::byte_len)
     }
 
-    /// When the exchange ended (or began, if it never did).
-    pub fn ended(&self) -> Instant {
-        self.timings.done.unwrap_or(self.timings.received)
-    }
-
     /// The exchange with its fields split out of the two buffers, without
     /// copying them.
     pub fn into_exchange(self) -> Exchange {
@@ -234,6 +229,23 @@ pub struct Timings {
 }
 
 impl Timings {
+    /// The times of a request whose head just arrived, no later stage yet.
+    pub fn received(received_at: SystemTime, received: Instant) -> Self {
+        Timings {
+            received_at,
+            received,
+            upstream_sent: None,
+            first_byte: None,
+            first_body_byte: None,
+            done: None,
+        }
+    }
+
+    /// When the exchange ended (or began, if it never ended).
+    pub fn ended(&self) -> Instant {
+        self.done.unwrap_or(self.received)
+    }
+
     /// Whole-request latency, if the response finished.
     pub fn total(&self) -> Option<Duration> {
         self.done

@@ -24,10 +24,10 @@ pub struct HeaderCopy {
 
 const ENTRY_HEADER: usize = 6;
 
-/// Bytes [`write_headers`] writes for `map`, so a buffer can be sized
-/// exactly: a guess that falls short makes the body that follows
-/// reallocate the whole buffer.
-pub fn written_len(map: &HeaderMap) -> usize {
+/// Bytes [`write_headers`] writes for `map`: a copy of its own is sized
+/// exactly. (The tee guesses instead, as a second pass over every head
+/// costs more than the rare reallocation.)
+fn written_len(map: &HeaderMap) -> usize {
     map.iter()
         .map(|(name, value)| {
             let (name, value) = bounded(name.as_str().as_bytes(), value.as_bytes());

@@ -280,14 +280,7 @@ impl ExchangeCell {
 impl Drop for ExchangeCell {
     fn drop(&mut self) {
         let response = self.response.get_mut().ok().and_then(Option::take);
-        let mut timings = Timings {
-            received_at: self.received_at,
-            received: self.received,
-            upstream_sent: None,
-            first_byte: None,
-            first_body_byte: None,
-            done: None,
-        };
+        let mut timings = Timings::received(self.received_at, self.received);
         let (response, trailers, proxy_error) = match response {
             Some(half) => {
                 timings.upstream_sent = half.upstream_sent;
@@ -555,14 +548,7 @@ mod tests {
             request: capture.into_raw(complete),
             response: None,
             response_trailers: None,
-            timings: Timings {
-                received_at: std::time::SystemTime::now(),
-                received: Instant::now(),
-                upstream_sent: None,
-                first_byte: None,
-                first_body_byte: None,
-                done: None,
-            },
+            timings: Timings::received(std::time::SystemTime::now(), Instant::now()),
             proxy_error: None,
         }
     }
