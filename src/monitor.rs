@@ -342,6 +342,15 @@ impl Consumer for MonitorConsumer {
     fn consume(&mut self, exchange: Exchange) {
         self.observe(&exchange);
     }
+
+    fn wants(&self, model: Option<&str>) -> bool {
+        // A path that matched no model may still be a gRPC call naming one
+        // in its message.
+        match model {
+            Some(model) => self.routes.iter().any(|r| *r.stats.name == *model),
+            None => !self.routes.is_empty(),
+        }
+    }
 }
 
 impl MonitorConsumer {
@@ -415,5 +424,35 @@ impl MonitorConsumer {
         // gRPC carries the model in the message, not the path.
         let name = protocol::model_name(exchange)?;
         self.routes.iter().find(|r| *r.stats.name == *name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    fn monitor(models: &str) -> Monitor {
+        let yaml = format!("upstream: http://127.0.0.1:1\nmodels: {models}\n");
+        let config = Config::from_yaml(&yaml, &Overrides::default()).expect("a valid config");
+        Monitor::start(&config, Arc::new(std::time::SystemTime::now)).expect("the monitor starts")
+    }
+
+    #[test]
+    fn the_consumer_wants_the_exchanges_a_configured_model_may_claim() {
+        let none = monitor("[]");
+        let consumer = none.consumer();
+        assert!(!consumer.wants(None));
+        assert!(!consumer.wants(Some("m")));
+        none.finish();
+
+        let one = monitor("[{ name: m, features: [a] }]");
+        let consumer = one.consumer();
+        assert!(consumer.wants(Some("m")));
+        assert!(!consumer.wants(Some("other")));
+        // No path match: a gRPC call may still name `m` in its message.
+        assert!(consumer.wants(None));
+        drop(consumer);
+        one.finish();
     }
 }
