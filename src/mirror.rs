@@ -140,8 +140,13 @@ pub struct MirrorSender {
 /// What the queue carries: an exchange, or the tee's raw copies of one,
 /// which the worker assembles.
 #[derive(Debug)]
+// `Raw` is what the proxy sends: boxing it would cost an allocation an
+// exchange.
+#[allow(clippy::large_enum_variant)]
 enum Queued {
-    Built(Exchange),
+    /// Boxed: the queue moves its items by value, and an `Exchange` is
+    /// larger than the tee's raw form.
+    Built(Box<Exchange>),
     Raw(RawExchange),
 }
 
@@ -155,9 +160,10 @@ struct Handoff {
     home: Option<Sender<Vec<Queued>>>,
 }
 
-/// Batches a thread's returns may hold before the worker frees the rest
-/// itself: a thread that idles frees its returns at once, so this only
-/// bounds what a thread that stopped handing over can keep.
+/// Batches a thread's way back holds; when it is full the worker frees
+/// the batch itself. A thread frees its returns whenever it hands a batch
+/// over or is about to idle, so what waits is what came back after it last
+/// did: at most this many batches of about `BATCH_BYTES` each.
 const RETURNS: usize = 8;
 
 /// Exchanges offered on a batching thread and not yet handed over.
@@ -249,7 +255,7 @@ impl MirrorSender {
     /// count or in bytes). On a thread that batches for this sender, the
     /// exchange joins the thread's batch instead.
     pub fn offer(&self, exchange: Exchange) {
-        self.offer_queued(Queued::Built(exchange));
+        self.offer_queued(Queued::Built(Box::new(exchange)));
     }
 
     /// Queues the tee's raw copies of an exchange, as [`Self::offer`] does.
@@ -557,7 +563,7 @@ impl Queued {
 
     fn into_exchange(self) -> Exchange {
         match self {
-            Queued::Built(exchange) => exchange,
+            Queued::Built(exchange) => *exchange,
             Queued::Raw(exchange) => exchange.into_exchange(),
         }
     }

@@ -162,3 +162,77 @@ async fn empty_bodies_are_complete_copies() {
     assert!(exchange.timings.done.is_some());
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_streamed_body_times_its_first_byte_and_a_one_frame_body_its_only_one() {
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio_stream::StreamExt;
+
+    let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel::<&'static str>(2);
+    let chunks_rx = std::sync::Arc::new(tokio::sync::Mutex::new(Some(chunks_rx)));
+    let upstream = upstream(move |received| {
+        let chunks_rx = chunks_rx.clone();
+        async move {
+            if received.uri.path() == "/once" {
+                return Response::new(full("one frame"));
+            }
+            let rx = chunks_rx.lock().await.take().expect("one streamed request");
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|chunk| {
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(
+                    Bytes::from(chunk),
+                ))
+            });
+            Response::new(StreamBody::new(stream).boxed())
+        }
+    })
+    .await;
+    let (sidecar, exchanges) = teed_sidecar(upstream.addr, "").await;
+
+    let request = Request::get(format!("http://{}/stream", sidecar.proxy_addr()))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = tokio::time::timeout(DEADLINE, http1_client().request(request))
+        .await
+        .expect("response head in time")
+        .expect("response");
+    let mut body = response.into_body();
+    chunks_tx
+        .send("first,")
+        .await
+        .expect("upstream stream open");
+    let first = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .expect("first chunk in time")
+        .expect("a frame")
+        .expect("frame ok");
+    assert_eq!(first.into_data().expect("data"), Bytes::from("first,"));
+    // Everything before this instant is the first chunk's; the end comes after.
+    let between = std::time::Instant::now();
+    chunks_tx.send("last").await.expect("upstream stream open");
+    drop(chunks_tx);
+    let rest = tokio::time::timeout(DEADLINE, body.collect())
+        .await
+        .expect("the rest in time")
+        .expect("body");
+    assert_eq!(rest.to_bytes(), Bytes::from("last"));
+    let streamed = next_exchange(&exchanges).await;
+    assert_eq!(streamed.response_body.bytes, Bytes::from("first,last"));
+    let t = streamed.timings;
+    let first_body = t.first_body_byte.expect("first_body_byte");
+    let done = t.done.expect("done");
+    assert!(first_body < between && between < done, "{t:?}");
+
+    let (_, once) = send(
+        Request::get(format!("http://{}/once", sidecar.proxy_addr()))
+            .body(Full::new(Bytes::new()))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(once, Bytes::from("one frame"));
+    let once = next_exchange(&exchanges).await;
+    let t = once.timings;
+    let first = t.first_byte.expect("first_byte");
+    let first_body = t.first_body_byte.expect("first_body_byte");
+    assert!(first <= first_body && Some(first_body) <= t.done, "{t:?}");
+    sidecar.shutdown().await;
+}

@@ -441,13 +441,16 @@ fn finish_response(meta: &mut Option<ResponseMeta>, tee: &mut Option<ResponseTee
         },
     );
     if let Some(tee) = tee.take() {
+        let first_body_byte = tee
+            .first_body_byte
+            .or_else(|| (tee.capture.size > 0).then_some(done));
         let half = ResponseHalf {
             status: tee.status,
             copy: tee.capture.into_raw(complete),
             trailers: tee.trailers,
             upstream_sent: meta.upstream_sent,
             first_byte: meta.first_byte,
-            first_body_byte: tee.first_body_byte,
+            first_body_byte,
             done,
             proxy_error: meta.proxy_error,
         };
@@ -486,7 +489,10 @@ where
         };
         if let Some(tee) = this.tee.as_mut() {
             if let Some(data) = frame.data_ref() {
-                if tee.first_body_byte.is_none() && !data.is_empty() {
+                // A body in one frame passes its first byte with its last:
+                // `finish_response` reads the clock once for both.
+                if tee.first_body_byte.is_none() && !data.is_empty() && !this.inner.is_end_stream()
+                {
                     tee.first_body_byte = Some(Instant::now());
                 }
                 tee.capture.push(data);
