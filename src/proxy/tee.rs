@@ -279,37 +279,41 @@ impl ExchangeCell {
 
 impl Drop for ExchangeCell {
     fn drop(&mut self) {
-        let response = self.response.get_mut().ok().and_then(Option::take);
-        let mut timings = Timings::received(self.received_at, self.received);
-        let (response, trailers, proxy_error) = match response {
-            Some(half) => {
-                timings.upstream_sent = half.upstream_sent;
-                timings.first_byte = half.first_byte;
-                timings.first_body_byte = half.first_body_byte;
-                timings.done = Some(half.done);
-                (
-                    Some((half.status, half.copy)),
-                    half.trailers,
-                    half.proxy_error,
-                )
+        // Built in the batch's slot: the closure borrows the cell's fields,
+        // not the sink.
+        self.sink.offer_raw_with(|| {
+            let mut timings = Timings::received(self.received_at, self.received);
+            let half = self.response.get_mut().ok().and_then(Option::take);
+            let (response, trailers, proxy_error) = match half {
+                Some(half) => {
+                    timings.upstream_sent = half.upstream_sent;
+                    timings.first_byte = half.first_byte;
+                    timings.first_body_byte = half.first_body_byte;
+                    timings.done = Some(half.done);
+                    (
+                        Some((half.status, half.copy)),
+                        half.trailers,
+                        half.proxy_error,
+                    )
+                }
+                None => (None, None, None),
+            };
+            RawExchange {
+                client: self.client,
+                model: self.model.take(),
+                method: std::mem::take(&mut self.method),
+                version: self.version,
+                request: self
+                    .request
+                    .get_mut()
+                    .ok()
+                    .and_then(Option::take)
+                    .unwrap_or_default(),
+                response,
+                response_trailers: trailers,
+                timings,
+                proxy_error,
             }
-            None => (None, None, None),
-        };
-        self.sink.offer_raw(RawExchange {
-            client: self.client,
-            model: self.model.take(),
-            method: std::mem::take(&mut self.method),
-            version: self.version,
-            request: self
-                .request
-                .get_mut()
-                .ok()
-                .and_then(Option::take)
-                .unwrap_or_default(),
-            response,
-            response_trailers: trailers,
-            timings,
-            proxy_error,
         });
     }
 }
