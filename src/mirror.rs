@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -175,8 +176,33 @@ struct Batch {
     oldest: Option<Instant>,
     /// Where workers send back this thread's unwanted batches...
     home: Sender<Vec<Queued>>,
-    /// ...for it to free here.
+    /// ...for it to free here, keeping their copy buffers for [`buffer`].
     returned: Receiver<Vec<Queued>>,
+    spare_buffers: Vec<BytesMut>,
+}
+
+/// Copy buffers a thread keeps for reuse, and the largest it keeps: at
+/// most 64 × 16 KiB a thread, and about 1.5 KiB each for the usual
+/// request or response of a few headers and a 1 KiB body.
+const SPARE_BUFFERS: usize = 2 * BATCH_LEN;
+const SPARE_BUFFER_MAX: usize = 16 * 1024;
+/// Buffers are sized in steps of this, so that a request's and a
+/// response's can take each other's place.
+const BUFFER_STEP: usize = 512;
+
+/// An empty buffer of at least `capacity` bytes for the tee's copies: one
+/// this thread's unwanted exchanges gave back if it has one, else a new
+/// one. Saves a `malloc` and a `free` a copy when nothing monitors.
+pub fn buffer(capacity: usize) -> BytesMut {
+    let reused = BATCH.try_with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        let spares = &mut slot.as_mut()?.spare_buffers;
+        spares.pop_if(|b| b.capacity() >= capacity)
+    });
+    match reused {
+        Ok(Some(buffer)) => buffer,
+        _ => BytesMut::with_capacity(capacity.next_multiple_of(BUFFER_STEP)),
+    }
 }
 
 thread_local! {
@@ -329,6 +355,7 @@ impl MirrorSender {
             oldest: None,
             home,
             returned,
+            spare_buffers: Vec::with_capacity(SPARE_BUFFERS),
         };
         // A batch this thread had before hands itself over as it drops.
         let _ = BATCH.try_with(|cell| cell.try_borrow_mut().map(|mut slot| slot.replace(batch)));
@@ -602,10 +629,27 @@ impl Batch {
     fn free_returned(&mut self) -> Option<Vec<Queued>> {
         let mut spare = None;
         while let Ok(mut spent) = self.returned.try_recv() {
+            // Taken in place: moving each exchange out costs more than
+            // the buffers save.
+            for exchange in &mut spent {
+                if let Queued::Raw(raw) = exchange {
+                    self.keep_buffer(std::mem::take(&mut raw.request.buf));
+                    if let Some((_, response)) = &mut raw.response {
+                        self.keep_buffer(std::mem::take(&mut response.buf));
+                    }
+                }
+            }
             spent.clear();
             spare.get_or_insert(spent);
         }
         spare
+    }
+
+    fn keep_buffer(&mut self, mut buffer: BytesMut) {
+        if self.spare_buffers.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_MAX {
+            buffer.clear();
+            self.spare_buffers.push(buffer);
+        }
     }
 }
 
@@ -984,6 +1028,43 @@ mod tests {
             proxy_error: None,
         };
         (raw, len)
+    }
+
+    #[test]
+    fn the_buffers_of_unwanted_exchanges_are_reused_by_the_thread_that_sent_them() {
+        let (sink, workers) = start(1024, usize::MAX, vec![Box::new(Discard)]);
+        let sink = Arc::new(sink);
+        on_batching_thread(&sink, |thread_sink| {
+            let (small, _) = raw_exchange(0, 100);
+            let (large, _) = raw_exchange(1, SPARE_BUFFER_MAX + 1);
+            let kept = small.request.buf.as_ptr();
+            let too_large = large.request.buf.as_ptr();
+            thread_sink.offer_raw(large);
+            thread_sink.offer_raw(small);
+            flush_this_thread();
+            wait_until(|| thread_sink.stats().consumed() == 2);
+            // Back on this thread: the small copy's buffer is kept, emptied;
+            // the one over SPARE_BUFFER_MAX is freed.
+            flush_this_thread();
+            let reused = buffer(64);
+            assert_eq!(reused.as_ptr(), kept);
+            assert!(reused.is_empty());
+            let fresh = buffer(64);
+            assert_ne!(fresh.as_ptr(), kept);
+            assert_ne!(fresh.as_ptr(), too_large);
+            assert_eq!(fresh.capacity() % BUFFER_STEP, 0);
+            // A kept buffer smaller than asked for stays kept.
+            let (small, _) = raw_exchange(2, 100);
+            let kept = small.request.buf.as_ptr();
+            thread_sink.offer_raw(small);
+            flush_this_thread();
+            wait_until(|| thread_sink.stats().consumed() == 3);
+            flush_this_thread();
+            assert!(buffer(SPARE_BUFFER_MAX).capacity() >= SPARE_BUFFER_MAX);
+            assert_eq!(buffer(64).as_ptr(), kept);
+            stop_batching_on_this_thread();
+        });
+        assert!(workers.finish(Instant::now() + DEADLINE));
     }
 
     #[test]

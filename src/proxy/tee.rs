@@ -191,7 +191,7 @@ impl Capture {
 
     fn with_head(max: usize, hint: Option<u64>, head: usize) -> Self {
         Capture {
-            buf: BytesMut::with_capacity(head + body_room(max, hint)),
+            buf: crate::mirror::buffer(head + body_room(max, hint)),
             target_len: 0,
             head_len: 0,
             max,
