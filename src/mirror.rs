@@ -44,7 +44,9 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-pub use exchange::{BodyCopy, Exchange, RawCopy, RawExchange, RequestHead, ResponseHead, Timings};
+pub use exchange::{
+    BodyCopy, Exchange, RawCopy, RawExchange, RequestHead, ResponseHead, Stages, Timings,
+};
 pub use headers::{HeaderCopy, write_headers};
 
 /// How long an idle worker sleeps between polls before parking. Each wake
@@ -592,7 +594,7 @@ impl Queued {
     fn ended(&self) -> Instant {
         match self {
             Queued::Built(exchange) => exchange.timings.ended(),
-            Queued::Raw(exchange) => exchange.timings.ended(),
+            Queued::Raw(exchange) => exchange.stages.ended(),
         }
     }
 
@@ -1024,7 +1026,13 @@ mod tests {
             },
             response: None,
             response_trailers: None,
-            timings: built.timings,
+            stages: Stages {
+                received: built.timings.received,
+                upstream_sent: built.timings.upstream_sent,
+                first_byte: built.timings.first_byte,
+                first_body_byte: built.timings.first_body_byte,
+                done: built.timings.done,
+            },
             proxy_error: None,
         };
         (raw, len)

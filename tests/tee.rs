@@ -21,6 +21,7 @@ async fn exchanges_equal_what_was_sent_and_received() {
     })
     .await;
     let (sidecar, exchanges) = teed_sidecar(upstream.addr, "models: [{ name: iris }]\n").await;
+    let sent_at = std::time::SystemTime::now();
     let body = Bytes::from_static(
         br#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1.5,2.5]}]}"#,
     );
@@ -63,6 +64,12 @@ async fn exchanges_equal_what_was_sent_and_received() {
     assert_eq!(exchange.proxy_error, None);
 
     let t = exchange.timings;
+    // The wall-clock time is derived on the mirror worker from the
+    // monotonic one; it still falls between sending and receiving.
+    assert!(
+        sent_at <= t.received_at && t.received_at <= std::time::SystemTime::now(),
+        "{t:?} sent at {sent_at:?}"
+    );
     let sent = t.upstream_sent.expect("upstream_sent");
     let first = t.first_byte.expect("first_byte");
     let done = t.done.expect("done");

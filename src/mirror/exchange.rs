@@ -78,10 +78,27 @@ pub struct RawExchange {
     pub response: Option<(StatusCode, RawCopy)>,
     /// Response trailers (gRPC status lives here).
     pub response_trailers: Option<HeaderCopy>,
-    /// When each stage happened.
-    pub timings: Timings,
+    /// When each stage happened, on the monotonic clock.
+    pub stages: Stages,
     /// Set when the proxy answered itself instead of the upstream.
     pub proxy_error: Option<&'static str>,
+}
+
+/// Stage times of a [`RawExchange`]: [`Timings`] without the wall-clock
+/// time, which the worker derives when it assembles the exchange, so the
+/// proxy thread reads one clock fewer an exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Stages {
+    /// When the request head arrived.
+    pub received: Instant,
+    /// When the request was handed to the upstream client.
+    pub upstream_sent: Option<Instant>,
+    /// When the upstream's response head arrived.
+    pub first_byte: Option<Instant>,
+    /// When the first response body bytes passed.
+    pub first_body_byte: Option<Instant>,
+    /// When the response's last byte was passed to the client.
+    pub done: Option<Instant>,
 }
 
 /// One side's copies in one buffer: the request target (requests only),
@@ -147,7 +164,7 @@ impl RawExchange {
             response,
             response_body,
             response_trailers: self.response_trailers,
-            timings: self.timings,
+            timings: self.stages.timed(SystemTime::now(), Instant::now()),
             proxy_error: self.proxy_error,
         }
     }
@@ -173,6 +190,40 @@ impl RawCopy {
                 complete: self.complete,
             },
         )
+    }
+}
+
+// === impl Stages ===
+
+impl Stages {
+    /// The stages of a request whose head arrived at `received`.
+    pub fn received(received: Instant) -> Self {
+        Stages {
+            received,
+            upstream_sent: None,
+            first_byte: None,
+            first_body_byte: None,
+            done: None,
+        }
+    }
+
+    /// When the exchange ended (or began, if it never ended).
+    pub fn ended(&self) -> Instant {
+        self.done.unwrap_or(self.received)
+    }
+
+    /// The timings, with `received_at` placed on the wall clock by a
+    /// reading of both clocks at one moment, `wall` at `at`.
+    pub fn timed(self, wall: SystemTime, at: Instant) -> Timings {
+        let ago = at.saturating_duration_since(self.received);
+        Timings {
+            received_at: wall.checked_sub(ago).unwrap_or(wall),
+            received: self.received,
+            upstream_sent: self.upstream_sent,
+            first_byte: self.first_byte,
+            first_body_byte: self.first_body_byte,
+            done: self.done,
+        }
     }
 }
 
@@ -258,5 +309,30 @@ impl Timings {
             self.first_byte?
                 .saturating_duration_since(self.upstream_sent?),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_are_placed_on_the_wall_clock_by_one_reading_of_both_clocks() {
+        let at = Instant::now();
+        let received = at.checked_sub(Duration::from_secs(3)).expect("an instant");
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let mut stages = Stages::received(received);
+        stages.done = Some(at);
+        let timings = stages.timed(wall, at);
+        assert_eq!(
+            timings.received_at,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(97)
+        );
+        assert_eq!(timings.received, received);
+        assert_eq!(timings.total(), Some(Duration::from_secs(3)));
+        // A reading taken before the request (clocks read out of order)
+        // places it at the reading, not in the future.
+        let early = Stages::received(at + Duration::from_secs(1)).timed(wall, at);
+        assert_eq!(early.received_at, wall);
     }
 }

@@ -27,7 +27,7 @@ use pin_project_lite::pin_project;
 
 use super::limit::BodyLimit;
 use crate::mirror::{
-    BodyCopy, HeaderCopy, MirrorSender, RawCopy, RawExchange, Timings, write_headers,
+    BodyCopy, HeaderCopy, MirrorSender, RawCopy, RawExchange, Stages, write_headers,
 };
 use crate::telemetry::{LatencySample, ThreadStats};
 
@@ -54,7 +54,6 @@ pub struct ExchangeCell {
     method: Method,
     version: Version,
     received: Instant,
-    received_at: std::time::SystemTime,
     // Each half fills its slot once, on the thread that runs the
     // connection; an uncontended lock is cheaper than `OnceLock`'s
     // once-state machine.
@@ -269,7 +268,6 @@ impl ExchangeCell {
             method: head.method.clone(),
             version: head.version,
             received,
-            received_at: std::time::SystemTime::now(),
             request: Mutex::new(None),
             response: Mutex::new(None),
         };
@@ -282,14 +280,14 @@ impl Drop for ExchangeCell {
         // Built in the batch's slot: the closure borrows the cell's fields,
         // not the sink.
         self.sink.offer_raw_with(|| {
-            let mut timings = Timings::received(self.received_at, self.received);
+            let mut stages = Stages::received(self.received);
             let half = self.response.get_mut().ok().and_then(Option::take);
             let (response, trailers, proxy_error) = match half {
                 Some(half) => {
-                    timings.upstream_sent = half.upstream_sent;
-                    timings.first_byte = half.first_byte;
-                    timings.first_body_byte = half.first_body_byte;
-                    timings.done = Some(half.done);
+                    stages.upstream_sent = half.upstream_sent;
+                    stages.first_byte = half.first_byte;
+                    stages.first_body_byte = half.first_body_byte;
+                    stages.done = Some(half.done);
                     (
                         Some((half.status, half.copy)),
                         half.trailers,
@@ -311,7 +309,7 @@ impl Drop for ExchangeCell {
                     .unwrap_or_default(),
                 response,
                 response_trailers: trailers,
-                timings,
+                stages,
                 proxy_error,
             }
         });
@@ -558,7 +556,7 @@ mod tests {
             request: capture.into_raw(complete),
             response: None,
             response_trailers: None,
-            timings: Timings::received(std::time::SystemTime::now(), Instant::now()),
+            stages: Stages::received(Instant::now()),
             proxy_error: None,
         }
     }
