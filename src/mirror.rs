@@ -1,8 +1,9 @@
 //! The mirror queue: a bounded channel between the proxy's tee and the
 //! monitoring pipeline.
 //!
-//! The proxy only ever calls [`MirrorSender::offer`], which never waits: a
-//! full queue drops the exchange and counts it. The queue is bounded twice:
+//! The proxy only ever calls [`MirrorSender::offer_raw_with`], which never
+//! waits: a full queue drops the exchange and counts it. The queue is
+//! bounded twice:
 //! by count, and by the body and header bytes it holds
 //! (`mirror.max_queue_bytes`), so a burst of large payloads cannot grow the
 //! sidecar's memory by the count times `mirror.max_payload`. Dedicated
@@ -286,14 +287,9 @@ impl MirrorSender {
         self.offer_with(|| Queued::Built(Box::new(exchange)));
     }
 
-    /// Queues the tee's raw copies of an exchange, as [`Self::offer`] does.
-    pub fn offer_raw(&self, exchange: RawExchange) {
-        self.offer_with(|| Queued::Raw(exchange));
-    }
-
-    /// Queues the raw exchange `build` makes, as [`Self::offer_raw`] does.
-    /// It is built where it is queued: moved by value through the offer,
-    /// it was copied four times on the way (about 300 instructions).
+    /// Queues the tee's raw copies of an exchange, as [`Self::offer`] does,
+    /// built by `build` where it is queued: moved by value through the
+    /// offer, it was copied four times on the way (about 300 instructions).
     pub fn offer_raw_with(&self, build: impl FnOnce() -> RawExchange) {
         self.offer_with(|| Queued::Raw(build()));
     }
@@ -750,7 +746,7 @@ impl Worker {
     /// frees it here if the way back is full), counting it consumed;
     /// returns a batch it wants any of.
     fn send_home_if_unwanted(
-        &mut self,
+        &self,
         exchanges: Vec<Queued>,
         bytes: usize,
         home: &Sender<Vec<Queued>>,
@@ -1026,13 +1022,7 @@ mod tests {
             },
             response: None,
             response_trailers: None,
-            stages: Stages {
-                received: built.timings.received,
-                upstream_sent: built.timings.upstream_sent,
-                first_byte: built.timings.first_byte,
-                first_body_byte: built.timings.first_body_byte,
-                done: built.timings.done,
-            },
+            stages: Stages::received(built.timings.received),
             proxy_error: None,
         };
         (raw, len)
@@ -1047,8 +1037,8 @@ mod tests {
             let (large, _) = raw_exchange(1, SPARE_BUFFER_MAX + 1);
             let kept = small.request.buf.as_ptr();
             let too_large = large.request.buf.as_ptr();
-            thread_sink.offer_raw(large);
-            thread_sink.offer_raw(small);
+            thread_sink.offer_raw_with(|| large);
+            thread_sink.offer_raw_with(|| small);
             flush_this_thread();
             wait_until(|| thread_sink.stats().consumed() == 2);
             // Back on this thread: the small copy's buffer is kept, emptied;
@@ -1064,7 +1054,7 @@ mod tests {
             // A kept buffer smaller than asked for stays kept.
             let (small, _) = raw_exchange(2, 100);
             let kept = small.request.buf.as_ptr();
-            thread_sink.offer_raw(small);
+            thread_sink.offer_raw_with(|| small);
             flush_this_thread();
             wait_until(|| thread_sink.stats().consumed() == 3);
             flush_this_thread();
@@ -1081,8 +1071,8 @@ mod tests {
         let (sink, workers, received) = recorder(1024, usize::MAX, Some(gate));
         let (first, _) = raw_exchange(0, 100);
         let (second, len) = raw_exchange(1, 100);
-        sink.offer_raw(first);
-        sink.offer_raw(second);
+        sink.offer_raw_with(|| first);
+        sink.offer_raw_with(|| second);
         let deadline = Instant::now() + DEADLINE;
         let stats = sink.stats().clone();
         while stats.queue_depth() != 1 {

@@ -282,14 +282,7 @@ pub struct Timings {
 impl Timings {
     /// The times of a request whose head just arrived, no later stage yet.
     pub fn received(received_at: SystemTime, received: Instant) -> Self {
-        Timings {
-            received_at,
-            received,
-            upstream_sent: None,
-            first_byte: None,
-            first_body_byte: None,
-            done: None,
-        }
+        Stages::received(received).timed(received_at, received)
     }
 
     /// When the exchange ended (or began, if it never ended).
