@@ -162,6 +162,10 @@ struct Handoff {
     bytes: usize,
     /// The sending thread's way back, for a batch no consumer wants.
     home: Option<Sender<Vec<Queued>>>,
+    /// Whether any exchange names a model: if none does, one question to
+    /// the consumer decides the whole batch, and the worker reads none of
+    /// its exchanges (their memory stays in the sending core's cache).
+    claimed: bool,
 }
 
 /// Batches a thread's way back holds; when it is full the worker frees
@@ -175,8 +179,10 @@ struct Batch {
     sink: Arc<MirrorSender>,
     exchanges: Vec<Queued>,
     bytes: usize,
-    /// When the oldest exchange in the batch ended.
-    oldest: Option<Instant>,
+    /// [`BATCH_AGE`] after the oldest exchange in the batch ended.
+    due: Option<Instant>,
+    /// Whether any exchange in the batch names a model.
+    claimed: bool,
     /// Where workers send back this thread's unwanted batches...
     home: Sender<Vec<Queued>>,
     /// ...for it to free here, keeping their copy buffers for [`buffer`].
@@ -301,7 +307,8 @@ impl MirrorSender {
         if let Some(build) = build {
             let exchange = build();
             let bytes = exchange.payload_len();
-            self.hand_over(vec![exchange], bytes, None);
+            let claimed = exchange.model().is_some();
+            self.hand_over(vec![exchange], bytes, claimed, None);
         }
     }
 
@@ -312,7 +319,7 @@ impl MirrorSender {
         cell: &RefCell<Option<Batch>>,
         build: &mut Option<impl FnOnce() -> Queued>,
     ) {
-        let (exchanges, bytes, home) = {
+        let (exchanges, bytes, claimed, home) = {
             let Ok(mut slot) = cell.try_borrow_mut() else {
                 return;
             };
@@ -327,18 +334,19 @@ impl MirrorSender {
                 return;
             };
             let ended = exchange.ended();
-            let oldest = *batch.oldest.get_or_insert(ended);
+            // Compared, not subtracted: a duration per exchange costs more.
+            let due = *batch
+                .due
+                .get_or_insert_with(|| ended.checked_add(BATCH_AGE).unwrap_or(ended));
             batch.bytes += exchange.payload_len();
-            if batch.exchanges.len() < BATCH_LEN
-                && batch.bytes < BATCH_BYTES
-                && ended.saturating_duration_since(oldest) < BATCH_AGE
-            {
+            batch.claimed |= exchange.model().is_some();
+            if batch.exchanges.len() < BATCH_LEN && batch.bytes < BATCH_BYTES && ended < due {
                 return;
             }
-            let (exchanges, bytes) = batch.take();
-            (exchanges, bytes, batch.home.clone())
+            let (exchanges, bytes, claimed) = batch.take();
+            (exchanges, bytes, claimed, batch.home.clone())
         };
-        self.hand_over(exchanges, bytes, Some(home));
+        self.hand_over(exchanges, bytes, claimed, Some(home));
     }
 
     /// Makes this thread collect what it offers to this sender into a
@@ -350,7 +358,8 @@ impl MirrorSender {
             sink: self.clone(),
             exchanges: Vec::with_capacity(BATCH_LEN),
             bytes: 0,
-            oldest: None,
+            due: None,
+            claimed: false,
             home,
             returned,
             spare_buffers: Vec::with_capacity(SPARE_BUFFERS),
@@ -359,13 +368,14 @@ impl MirrorSender {
         let _ = BATCH.try_with(|cell| cell.try_borrow_mut().map(|mut slot| slot.replace(batch)));
     }
 
-    /// Queues `exchanges` (holding `bytes` of copies) as one message, or
-    /// drops and counts each that does not fit. `home` takes the batch back
-    /// if the consumer wants none of it.
+    /// Queues `exchanges` (holding `bytes` of copies; `claimed` if any
+    /// names a model) as one message, or drops and counts each that does
+    /// not fit. `home` takes the batch back if the consumer wants none of it.
     fn hand_over(
         &self,
         mut exchanges: Vec<Queued>,
         bytes: usize,
+        claimed: bool,
         home: Option<Sender<Vec<Queued>>>,
     ) {
         let n = exchanges.len();
@@ -378,6 +388,7 @@ impl MirrorSender {
                 exchanges,
                 bytes,
                 home,
+                claimed,
             });
         };
         if n == 1 {
@@ -404,6 +415,7 @@ impl MirrorSender {
                 exchanges,
                 bytes: kept_bytes,
                 home,
+                claimed,
             });
         }
     }
@@ -563,11 +575,17 @@ pub fn flush_this_thread() {
             batch.free_returned();
             return None;
         }
-        let (exchanges, bytes) = batch.take();
-        Some((batch.sink.clone(), exchanges, bytes, batch.home.clone()))
+        let (exchanges, bytes, claimed) = batch.take();
+        Some((
+            batch.sink.clone(),
+            exchanges,
+            bytes,
+            claimed,
+            batch.home.clone(),
+        ))
     });
-    if let Ok(Some((sink, exchanges, bytes, home))) = pending {
-        sink.hand_over(exchanges, bytes, Some(home));
+    if let Ok(Some((sink, exchanges, bytes, claimed, home))) = pending {
+        sink.hand_over(exchanges, bytes, claimed, Some(home));
     }
 }
 
@@ -610,16 +628,18 @@ impl Queued {
 }
 
 impl Batch {
-    /// Empties the batch: its exchanges and their bytes. The next batch
-    /// reuses a vector a worker sent back, if there is one.
-    fn take(&mut self) -> (Vec<Queued>, usize) {
-        self.oldest = None;
+    /// Empties the batch: its exchanges, their bytes and whether any
+    /// names a model. The next batch reuses a vector a worker sent back,
+    /// if there is one.
+    fn take(&mut self) -> (Vec<Queued>, usize, bool) {
+        self.due = None;
         let next = self
             .free_returned()
             .unwrap_or_else(|| Vec::with_capacity(BATCH_LEN));
         (
             std::mem::replace(&mut self.exchanges, next),
             std::mem::take(&mut self.bytes),
+            std::mem::take(&mut self.claimed),
         )
     }
 
@@ -655,8 +675,8 @@ impl Drop for Batch {
     fn drop(&mut self) {
         // Also when the thread ends without a flush (a panic). Nothing
         // will come back to a thread that is ending.
-        let (exchanges, bytes) = self.take();
-        self.sink.hand_over(exchanges, bytes, None);
+        let (exchanges, bytes, claimed) = self.take();
+        self.sink.hand_over(exchanges, bytes, claimed, None);
     }
 }
 
@@ -711,9 +731,10 @@ impl Worker {
             exchanges,
             bytes,
             home,
+            claimed,
         } = handoff;
         let exchanges = match home {
-            Some(home) => match self.send_home_if_unwanted(exchanges, bytes, &home) {
+            Some(home) => match self.send_home_if_unwanted(exchanges, bytes, claimed, &home) {
                 Some(wanted) => wanted,
                 None => return,
             },
@@ -749,10 +770,14 @@ impl Worker {
         &self,
         exchanges: Vec<Queued>,
         bytes: usize,
+        claimed: bool,
         home: &Sender<Vec<Queued>>,
     ) -> Option<Vec<Queued>> {
         let consumer = &self.consumer;
-        let any_wanted = || exchanges.iter().any(|e| consumer.wants(e.model()));
+        let any_wanted = || match claimed {
+            true => exchanges.iter().any(|e| consumer.wants(e.model())),
+            false => consumer.wants(None),
+        };
         // A consumer that panics deciding is asked again, one exchange at
         // a time, where a panic is counted.
         if std::panic::catch_unwind(AssertUnwindSafe(any_wanted)).unwrap_or(true) {
