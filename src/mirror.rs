@@ -306,9 +306,12 @@ impl MirrorSender {
         let _ = BATCH.try_with(|cell| self.add_to_batch(cell, &mut build));
         if let Some(build) = build {
             let exchange = build();
-            let bytes = exchange.payload_len();
-            let claimed = exchange.model().is_some();
-            self.hand_over(vec![exchange], bytes, claimed, None);
+            self.hand_over(Handoff {
+                bytes: exchange.payload_len(),
+                claimed: exchange.model().is_some(),
+                exchanges: vec![exchange],
+                home: None,
+            });
         }
     }
 
@@ -319,7 +322,7 @@ impl MirrorSender {
         cell: &RefCell<Option<Batch>>,
         build: &mut Option<impl FnOnce() -> Queued>,
     ) {
-        let (exchanges, bytes, claimed, home) = {
+        let handoff = {
             let Ok(mut slot) = cell.try_borrow_mut() else {
                 return;
             };
@@ -343,10 +346,9 @@ impl MirrorSender {
             if batch.exchanges.len() < BATCH_LEN && batch.bytes < BATCH_BYTES && ended < due {
                 return;
             }
-            let (exchanges, bytes, claimed) = batch.take();
-            (exchanges, bytes, claimed, batch.home.clone())
+            batch.take(true)
         };
-        self.hand_over(exchanges, bytes, claimed, Some(home));
+        self.hand_over(handoff);
     }
 
     /// Makes this thread collect what it offers to this sender into a
@@ -368,28 +370,16 @@ impl MirrorSender {
         let _ = BATCH.try_with(|cell| cell.try_borrow_mut().map(|mut slot| slot.replace(batch)));
     }
 
-    /// Queues `exchanges` (holding `bytes` of copies; `claimed` if any
-    /// names a model) as one message, or drops and counts each that does
-    /// not fit. `home` takes the batch back if the consumer wants none of it.
-    fn hand_over(
-        &self,
-        mut exchanges: Vec<Queued>,
-        bytes: usize,
-        claimed: bool,
-        home: Option<Sender<Vec<Queued>>>,
-    ) {
-        let n = exchanges.len();
+    /// Queues a batch as one message, or drops and counts each of its
+    /// exchanges that does not fit.
+    fn hand_over(&self, mut handoff: Handoff) {
+        let n = handoff.exchanges.len();
         if n == 0 {
             return;
         }
         self.stats.offered.fetch_add(n as u64, Ordering::Relaxed);
-        let Err(reason) = self.stats.reserve(n, bytes) else {
-            return self.send(Handoff {
-                exchanges,
-                bytes,
-                home,
-                claimed,
-            });
+        let Err(reason) = self.stats.reserve(n, handoff.bytes) else {
+            return self.send(handoff);
         };
         if n == 1 {
             return self.stats.count_drops(reason, 1);
@@ -397,7 +387,7 @@ impl MirrorSender {
         // The whole batch does not fit: keep, in order, each exchange that
         // still does.
         let mut kept_bytes = 0;
-        exchanges.retain(|exchange| {
+        handoff.exchanges.retain(|exchange| {
             let size = exchange.payload_len();
             match self.stats.reserve(1, size) {
                 Ok(()) => {
@@ -410,13 +400,9 @@ impl MirrorSender {
                 }
             }
         });
-        if !exchanges.is_empty() {
-            self.send(Handoff {
-                exchanges,
-                bytes: kept_bytes,
-                home,
-                claimed,
-            });
+        handoff.bytes = kept_bytes;
+        if !handoff.exchanges.is_empty() {
+            self.send(handoff);
         }
     }
 
@@ -575,17 +561,10 @@ pub fn flush_this_thread() {
             batch.free_returned();
             return None;
         }
-        let (exchanges, bytes, claimed) = batch.take();
-        Some((
-            batch.sink.clone(),
-            exchanges,
-            bytes,
-            claimed,
-            batch.home.clone(),
-        ))
+        Some((batch.sink.clone(), batch.take(true)))
     });
-    if let Ok(Some((sink, exchanges, bytes, claimed, home))) = pending {
-        sink.hand_over(exchanges, bytes, claimed, Some(home));
+    if let Ok(Some((sink, handoff))) = pending {
+        sink.hand_over(handoff);
     }
 }
 
@@ -628,19 +607,20 @@ impl Queued {
 }
 
 impl Batch {
-    /// Empties the batch: its exchanges, their bytes and whether any
-    /// names a model. The next batch reuses a vector a worker sent back,
-    /// if there is one.
-    fn take(&mut self) -> (Vec<Queued>, usize, bool) {
+    /// Empties the batch into a message for the queue, with the way back
+    /// to this thread if `come_back` (not for a thread that is ending). The
+    /// next batch reuses a vector a worker sent back, if there is one.
+    fn take(&mut self, come_back: bool) -> Handoff {
         self.due = None;
         let next = self
             .free_returned()
             .unwrap_or_else(|| Vec::with_capacity(BATCH_LEN));
-        (
-            std::mem::replace(&mut self.exchanges, next),
-            std::mem::take(&mut self.bytes),
-            std::mem::take(&mut self.claimed),
-        )
+        Handoff {
+            exchanges: std::mem::replace(&mut self.exchanges, next),
+            bytes: std::mem::take(&mut self.bytes),
+            claimed: std::mem::take(&mut self.claimed),
+            home: come_back.then(|| self.home.clone()),
+        }
     }
 
     /// Frees the exchanges workers sent back; returns one emptied vector.
@@ -675,8 +655,8 @@ impl Drop for Batch {
     fn drop(&mut self) {
         // Also when the thread ends without a flush (a panic). Nothing
         // will come back to a thread that is ending.
-        let (exchanges, bytes, claimed) = self.take();
-        self.sink.hand_over(exchanges, bytes, claimed, None);
+        let handoff = self.take(false);
+        self.sink.hand_over(handoff);
     }
 }
 
