@@ -52,7 +52,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use prost::Message;
 use sidewatch::baseline::Baseline;
 use sidewatch::config::{Config, Drift, DriftMethod, Protocol, Validate};
-use sidewatch::mirror::{BodyCopy, Exchange, HeaderCopy, RequestHead, ResponseHead, Timings};
+use sidewatch::mirror::{
+    BodyCopy, Exchange, HeaderCopy, RequestHead, ResponseHead, Stages, Timings,
+};
 use sidewatch::monitor::ModelStats;
 use sidewatch::monitor::evaluate::{Multivariate, evaluate};
 use sidewatch::monitor::shard::{BaselineState, Batch, Shard};
@@ -204,11 +206,13 @@ fn exchange(
         response_trailers: trailers.as_ref().map(HeaderCopy::copy_from),
         timings: Timings {
             received_at,
-            received,
-            upstream_sent: Some(received),
-            first_byte: Some(received),
-            first_body_byte: Some(received),
-            done: Some(received),
+            stages: Stages {
+                received,
+                upstream_sent: Some(received),
+                first_byte: Some(received),
+                first_body_byte: Some(received),
+                done: Some(received),
+            },
         },
         proxy_error: None,
     }

@@ -586,7 +586,7 @@ impl Queued {
 
     fn ended(&self) -> Instant {
         match self {
-            Queued::Built(exchange) => exchange.timings.ended(),
+            Queued::Built(exchange) => exchange.timings.stages.ended(),
             Queued::Raw(exchange) => exchange.stages.ended(),
         }
     }
@@ -707,18 +707,8 @@ impl Worker {
     }
 
     fn consume(&mut self, handoff: Handoff) {
-        let Handoff {
-            exchanges,
-            bytes,
-            home,
-            claimed,
-        } = handoff;
-        let exchanges = match home {
-            Some(home) => match self.send_home_if_unwanted(exchanges, bytes, claimed, &home) {
-                Some(wanted) => wanted,
-                None => return,
-            },
-            None => exchanges,
+        let Some(exchanges) = self.send_home_if_unwanted(handoff) else {
+            return;
         };
         for exchange in exchanges {
             // Handed over one at a time: the rest of the batch still counts
@@ -743,20 +733,27 @@ impl Worker {
         }
     }
 
-    /// Sends a batch the consumer wants none of back to its thread (or
-    /// frees it here if the way back is full), counting it consumed;
-    /// returns a batch it wants any of.
-    fn send_home_if_unwanted(
-        &self,
-        exchanges: Vec<Queued>,
-        bytes: usize,
-        claimed: bool,
-        home: &Sender<Vec<Queued>>,
-    ) -> Option<Vec<Queued>> {
+    /// Sends a batch the consumer wants none of back to the thread it came
+    /// from (or frees it here if the way back is full), counting it
+    /// consumed; returns the exchanges of a batch it wants any of, or of
+    /// one with no way back.
+    fn send_home_if_unwanted(&self, handoff: Handoff) -> Option<Vec<Queued>> {
+        let Handoff {
+            exchanges,
+            bytes,
+            home,
+            claimed,
+        } = handoff;
+        let Some(home) = home else {
+            return Some(exchanges);
+        };
         let consumer = &self.consumer;
-        let any_wanted = || match claimed {
-            true => exchanges.iter().any(|e| consumer.wants(e.model())),
-            false => consumer.wants(None),
+        let any_wanted = || {
+            if claimed {
+                exchanges.iter().any(|e| consumer.wants(e.model()))
+            } else {
+                consumer.wants(None)
+            }
         };
         // A consumer that panics deciding is asked again, one exchange at
         // a time, where a panic is counted.
@@ -982,7 +979,7 @@ mod tests {
             let start = Instant::now();
             let ended = |ms: u64, i: usize| {
                 let mut e = exchange(i, 10);
-                e.timings.done = Some(start + Duration::from_millis(ms));
+                e.timings.stages.done = Some(start + Duration::from_millis(ms));
                 e
             };
             thread_sink.offer(ended(0, 0));
@@ -1027,7 +1024,7 @@ mod tests {
             },
             response: None,
             response_trailers: None,
-            stages: Stages::received(built.timings.received),
+            stages: Stages::received(built.timings.stages.received),
             proxy_error: None,
         };
         (raw, len)

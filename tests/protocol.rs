@@ -13,7 +13,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version}
 use prost::Message;
 use serde_json::{Value, json};
 use sidewatch::config::Protocol;
-use sidewatch::mirror::{BodyCopy, Exchange, HeaderCopy, RequestHead, ResponseHead, Timings};
+use sidewatch::mirror::{
+    BodyCopy, Exchange, HeaderCopy, RequestHead, ResponseHead, Stages, Timings,
+};
 use sidewatch::observation::{FeatureValue, Prediction};
 use sidewatch::protocol::pb::{self, model_infer_request, model_infer_response};
 use sidewatch::protocol::{
@@ -86,11 +88,13 @@ impl Spec {
             response_trailers: self.trailers.as_ref().map(HeaderCopy::copy_from),
             timings: Timings {
                 received_at: received_at(),
-                received,
-                upstream_sent: after(self.upstream_sent_ms),
-                first_byte: after(self.first_body_byte_ms),
-                first_body_byte: after(self.first_body_byte_ms),
-                done: after(self.first_body_byte_ms),
+                stages: Stages {
+                    received,
+                    upstream_sent: after(self.upstream_sent_ms),
+                    first_byte: after(self.first_body_byte_ms),
+                    first_body_byte: after(self.first_body_byte_ms),
+                    done: after(self.first_body_byte_ms),
+                },
             },
             proxy_error: None,
         }

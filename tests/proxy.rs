@@ -283,12 +283,9 @@ async fn server_sent_events_arrive_one_by_one() {
         let events_rx = events_rx.clone();
         async move {
             let rx = events_rx.lock().await.take().expect("one SSE request");
-            let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|event| {
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from(event)))
-            });
             Response::builder()
                 .header("content-type", "text/event-stream")
-                .body(StreamBody::new(stream).boxed())
+                .body(streamed(rx))
                 .expect("response")
         }
     })
@@ -328,8 +325,6 @@ async fn server_sent_events_arrive_one_by_one() {
     assert!(end.is_none(), "stream ended");
     sidecar.shutdown().await;
 }
-
-use tokio_stream::StreamExt as _;
 
 #[tokio::test]
 async fn request_and_response_headers_keep_http2_clients_working() {

@@ -467,6 +467,7 @@ fn entry_of(exchange: &Exchange) -> Entry {
         status: exchange.response.as_ref().map_or(0, |r| r.status.as_u16()),
         latency_us: exchange
             .timings
+            .stages
             .total()
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
         request_sha256: sha256_hex(&exchange.request_body.bytes),

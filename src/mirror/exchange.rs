@@ -84,9 +84,10 @@ pub struct RawExchange {
     pub proxy_error: Option<&'static str>,
 }
 
-/// Stage times of a [`RawExchange`]: [`Timings`] without the wall-clock
-/// time, which the worker derives when it assembles the exchange, so the
-/// proxy thread reads one clock fewer an exchange.
+/// When each stage of an exchange happened, on the monotonic clock. The
+/// proxy thread records these; the worker places them on the wall clock
+/// ([`Timings`]) when it assembles the exchange, so the proxy reads one
+/// clock fewer an exchange.
 #[derive(Debug, Clone, Copy)]
 pub struct Stages {
     /// When the request head arrived.
@@ -95,7 +96,8 @@ pub struct Stages {
     pub upstream_sent: Option<Instant>,
     /// When the upstream's response head arrived.
     pub first_byte: Option<Instant>,
-    /// When the first response body bytes passed.
+    /// When the first response body bytes passed (for streams: the first
+    /// event or token).
     pub first_body_byte: Option<Instant>,
     /// When the response's last byte was passed to the client.
     pub done: Option<Instant>,
@@ -212,17 +214,27 @@ impl Stages {
         self.done.unwrap_or(self.received)
     }
 
+    /// Whole-request latency, if the response finished.
+    pub fn total(&self) -> Option<Duration> {
+        self.done
+            .map(|d| d.saturating_duration_since(self.received))
+    }
+
+    /// Time from sending upstream to the response head.
+    pub fn time_to_first_byte(&self) -> Option<Duration> {
+        Some(
+            self.first_byte?
+                .saturating_duration_since(self.upstream_sent?),
+        )
+    }
+
     /// The timings, with `received_at` placed on the wall clock by a
     /// reading of both clocks at one moment, `wall` at `at`.
     pub fn timed(self, wall: SystemTime, at: Instant) -> Timings {
         let ago = at.saturating_duration_since(self.received);
         Timings {
             received_at: wall.checked_sub(ago).unwrap_or(wall),
-            received: self.received,
-            upstream_sent: self.upstream_sent,
-            first_byte: self.first_byte,
-            first_body_byte: self.first_body_byte,
-            done: self.done,
+            stages: self,
         }
     }
 }
@@ -262,46 +274,19 @@ pub struct BodyCopy {
     pub complete: bool,
 }
 
-/// Stage times of an exchange.
+/// Stage times of an exchange, anchored on the wall clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
     /// Wall-clock time the request head arrived, for records and reports.
     pub received_at: SystemTime,
-    /// Monotonic time the request head arrived.
-    pub received: Instant,
-    /// When the request was handed to the upstream client.
-    pub upstream_sent: Option<Instant>,
-    /// When the upstream's response head arrived.
-    pub first_byte: Option<Instant>,
-    /// When the first response body bytes passed (for streams: the first event or token).
-    pub first_body_byte: Option<Instant>,
-    /// When the response's last byte was passed to the client.
-    pub done: Option<Instant>,
+    /// Every stage, on the monotonic clock.
+    pub stages: Stages,
 }
 
 impl Timings {
     /// The times of a request whose head just arrived, no later stage yet.
     pub fn received(received_at: SystemTime, received: Instant) -> Self {
         Stages::received(received).timed(received_at, received)
-    }
-
-    /// When the exchange ended (or began, if it never ended).
-    pub fn ended(&self) -> Instant {
-        self.done.unwrap_or(self.received)
-    }
-
-    /// Whole-request latency, if the response finished.
-    pub fn total(&self) -> Option<Duration> {
-        self.done
-            .map(|d| d.saturating_duration_since(self.received))
-    }
-
-    /// Time from sending upstream to the response head.
-    pub fn time_to_first_byte(&self) -> Option<Duration> {
-        Some(
-            self.first_byte?
-                .saturating_duration_since(self.upstream_sent?),
-        )
     }
 }
 
@@ -321,8 +306,8 @@ mod tests {
             timings.received_at,
             SystemTime::UNIX_EPOCH + Duration::from_secs(97)
         );
-        assert_eq!(timings.received, received);
-        assert_eq!(timings.total(), Some(Duration::from_secs(3)));
+        assert_eq!(timings.stages.received, received);
+        assert_eq!(timings.stages.total(), Some(Duration::from_secs(3)));
         // A reading taken before the request (clocks read out of order)
         // places it at the reading, not in the future.
         let early = Stages::received(at + Duration::from_secs(1)).timed(wall, at);

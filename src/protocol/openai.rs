@@ -183,7 +183,7 @@ fn response(exchange: &Exchange, stream: bool) -> Result<Option<Generated>, Deco
         return Ok(Some(json_response(&body::json(Part::Response, body)?)));
     }
     let mut generated = stream_response(body)?;
-    let timings = &exchange.timings;
+    let timings = &exchange.timings.stages;
     generated.time_to_first_token = timings
         .first_body_byte
         .zip(timings.upstream_sent)

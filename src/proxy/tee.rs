@@ -66,10 +66,8 @@ struct ResponseHalf {
     status: StatusCode,
     copy: RawCopy,
     trailers: Option<HeaderCopy>,
-    upstream_sent: Option<Instant>,
-    first_byte: Option<Instant>,
-    first_body_byte: Option<Instant>,
-    done: Instant,
+    /// Every stage of the exchange: the response ends last.
+    stages: Stages,
     proxy_error: Option<&'static str>,
 }
 
@@ -280,21 +278,15 @@ impl Drop for ExchangeCell {
         // Built in the batch's slot: the closure borrows the cell's fields,
         // not the sink.
         self.sink.offer_raw_with(|| {
-            let mut stages = Stages::received(self.received);
             let half = self.response.get_mut().ok().and_then(Option::take);
-            let (response, trailers, proxy_error) = match half {
-                Some(half) => {
-                    stages.upstream_sent = half.upstream_sent;
-                    stages.first_byte = half.first_byte;
-                    stages.first_body_byte = half.first_body_byte;
-                    stages.done = Some(half.done);
-                    (
-                        Some((half.status, half.copy)),
-                        half.trailers,
-                        half.proxy_error,
-                    )
-                }
-                None => (None, None, None),
+            let (response, trailers, stages, proxy_error) = match half {
+                Some(half) => (
+                    Some((half.status, half.copy)),
+                    half.trailers,
+                    half.stages,
+                    half.proxy_error,
+                ),
+                None => (None, None, Stages::received(self.received), None),
             };
             RawExchange {
                 client: self.client,
@@ -450,10 +442,13 @@ fn finish_response(meta: &mut Option<ResponseMeta>, tee: &mut Option<ResponseTee
             status: tee.status,
             copy: tee.capture.into_raw(complete),
             trailers: tee.trailers,
-            upstream_sent: meta.upstream_sent,
-            first_byte: meta.first_byte,
-            first_body_byte,
-            done,
+            stages: Stages {
+                received: meta.received,
+                upstream_sent: meta.upstream_sent,
+                first_byte: meta.first_byte,
+                first_body_byte,
+                done: Some(done),
+            },
             proxy_error: meta.proxy_error,
         };
         if let Ok(mut slot) = tee.cell.response.lock() {

@@ -52,6 +52,15 @@ pub fn full(body: impl Into<Bytes>) -> TestBody {
         .boxed()
 }
 
+/// A body that passes each chunk sent on `chunks` on as one frame, and
+/// ends when the sender is dropped: a stream the test paces.
+pub fn streamed(chunks: mpsc::Receiver<&'static str>) -> TestBody {
+    use tokio_stream::StreamExt;
+    let frames = tokio_stream::wrappers::ReceiverStream::new(chunks)
+        .map(|chunk| Ok(hyper::body::Frame::data(Bytes::from(chunk))));
+    http_body_util::StreamBody::new(frames).boxed()
+}
+
 /// Starts an HTTP/1.1 + h2c upstream that reads each request fully,
 /// reports it, and answers with `respond(received)`.
 pub async fn upstream<F, Fut>(respond: F) -> Upstream
